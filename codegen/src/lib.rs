@@ -1,0 +1,33 @@
+//! The herald generator: reads the JSON Schemas in `event-defs/` and writes Rust and TypeScript.
+//!
+//! This is a plain library so that `build.rs`, the `herald-codegen` command and the tests share one
+//! engine:
+//!
+//! - [`load`] discovers the definition files in sorted order, resolves `$ref`s across files, names
+//!   every type deterministically and checks everything, returning a [`Model`] or [`Diagnostics`]
+//!   listing every problem with its file, JSON pointer and what to do;
+//! - [`generate_rust`] and [`generate_typescript`] emit code from the same [`Model`], so the two
+//!   cannot disagree;
+//! - [`catalogue`] prints the events for people.
+//!
+//! Nothing here touches Kafka, Redis or the network; the only I/O is reading the definitions folder.
+
+mod catalogue;
+mod diagnostic;
+mod load;
+pub mod model;
+mod names;
+mod rust;
+mod typescript;
+
+pub use catalogue::catalogue;
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use load::load;
+pub use model::Model;
+pub use rust::{RUST_HEADER, generate_rust};
+pub use typescript::{TYPESCRIPT_HEADER, generate_typescript};
+
+/// The definition files in `dir` (sorted), for `cargo:rerun-if-changed`.
+pub fn definition_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    Ok(load::discover(dir)?.into_iter().map(|file| dir.join(file)).collect())
+}

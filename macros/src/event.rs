@@ -1,0 +1,324 @@
+//! `#[derive(Event)]`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, Ident, LitInt, LitStr};
+
+use crate::Errors;
+
+const CATEGORIES: &[&str] = &[
+    "batch_progress",
+    "processing_results",
+    "file_operations",
+    "class_management",
+    "student_workflow",
+    "system_alerts",
+];
+const PRIORITIES: &[&str] = &["immediate", "standard", "low"];
+const HANDLINGS: &[&str] = &["declarative", "custom"];
+
+/// The parsed `#[herald(...)]` attribute.
+#[derive(Default)]
+struct Attributes {
+    event_type: Option<LitStr>,
+    aliases: Vec<LitStr>,
+    topic: Option<LitStr>,
+    notification: Option<LitStr>,
+    category: Option<LitStr>,
+    priority: Option<LitStr>,
+    handling: Option<LitStr>,
+    dedupe_ttl_seconds: Option<u64>,
+    recipient_user: Option<Ident>,
+    recipient_batch: Option<Ident>,
+    recipient_span: Option<Span>,
+    owner: Option<(Ident, Ident)>,
+    forward: Vec<Ident>,
+    seen: Vec<String>,
+}
+
+impl Attributes {
+    /// Rejects a key given twice.
+    fn first_time(&mut self, meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<()> {
+        if self.seen.iter().any(|seen| seen == key) {
+            return Err(meta.error(format!("`{key}` is given more than once")));
+        }
+        self.seen.push(key.to_owned());
+        Ok(())
+    }
+}
+
+fn choice(literal: LitStr, allowed: &[&str], what: &str) -> syn::Result<LitStr> {
+    if allowed.contains(&literal.value().as_str()) {
+        Ok(literal)
+    } else {
+        let list = allowed.iter().map(|value| format!("\"{value}\"")).collect::<Vec<_>>().join(", ");
+        Err(syn::Error::new(literal.span(), format!("unknown {what} {:?}; expected one of {list}", literal.value())))
+    }
+}
+
+fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
+    let mut attributes = Attributes::default();
+    let mut found = false;
+    for attribute in input.attrs.iter().filter(|attribute| attribute.path().is_ident("herald")) {
+        if found {
+            return Err(syn::Error::new(attribute.span(), "only one `#[herald(...)]` attribute is allowed"));
+        }
+        found = true;
+        attribute.parse_nested_meta(|meta| {
+            let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+            attributes.first_time(&meta, &key)?;
+            match key.as_str() {
+                "event_type" => attributes.event_type = Some(meta.value()?.parse()?),
+                "topic" => attributes.topic = Some(meta.value()?.parse()?),
+                "notification" => {
+                    let name: LitStr = meta.value()?.parse()?;
+                    let value = name.value();
+                    let snake = value.starts_with(|c: char| c.is_ascii_lowercase())
+                        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                    if !snake {
+                        return Err(syn::Error::new(name.span(), "the notification name must be snake_case"));
+                    }
+                    attributes.notification = Some(name);
+                }
+                "category" => attributes.category = Some(choice(meta.value()?.parse()?, CATEGORIES, "category")?),
+                "priority" => attributes.priority = Some(choice(meta.value()?.parse()?, PRIORITIES, "priority")?),
+                "handling" => attributes.handling = Some(choice(meta.value()?.parse()?, HANDLINGS, "handling")?),
+                "dedupe_ttl_seconds" => {
+                    let ttl: LitInt = meta.value()?.parse()?;
+                    let seconds: u64 = ttl.base10_parse()?;
+                    if seconds == 0 {
+                        return Err(syn::Error::new(ttl.span(), "the dedupe TTL must be at least one second"));
+                    }
+                    attributes.dedupe_ttl_seconds = Some(seconds);
+                }
+                "aliases" => {
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let literals = syn::punctuated::Punctuated::<LitStr, syn::Token![,]>::parse_terminated(&content)?;
+                    attributes.aliases = literals.into_iter().collect();
+                }
+                "recipient" => {
+                    attributes.recipient_span = Some(meta.path.span());
+                    meta.parse_nested_meta(|inner| {
+                        let slot = if inner.path.is_ident("user") {
+                            &mut attributes.recipient_user
+                        } else if inner.path.is_ident("batch") {
+                            &mut attributes.recipient_batch
+                        } else {
+                            return Err(inner.error("expected `user = field` or `batch = field`"));
+                        };
+                        if slot.is_some() {
+                            return Err(inner.error("given more than once"));
+                        }
+                        *slot = Some(inner.value()?.parse()?);
+                        Ok(())
+                    })?;
+                }
+                "batch_owner" => {
+                    let (mut user, mut batch) = (None, None);
+                    let span = meta.path.span();
+                    meta.parse_nested_meta(|inner| {
+                        if inner.path.is_ident("user") {
+                            user = Some(inner.value()?.parse()?);
+                        } else if inner.path.is_ident("batch") {
+                            batch = Some(inner.value()?.parse()?);
+                        } else {
+                            return Err(inner.error("expected `user = field` or `batch = field`"));
+                        }
+                        Ok(())
+                    })?;
+                    match (user, batch) {
+                        (Some(user), Some(batch)) => attributes.owner = Some((user, batch)),
+                        _ => {
+                            return Err(syn::Error::new(
+                                span,
+                                "`batch_owner` needs both `user = field` and `batch = field`",
+                            ));
+                        }
+                    }
+                }
+                "forward" => {
+                    meta.parse_nested_meta(|inner| {
+                        let field = inner.path.require_ident()?.clone();
+                        if attributes.forward.contains(&field) {
+                            return Err(inner.error(format!("`{field}` is forwarded twice")));
+                        }
+                        attributes.forward.push(field);
+                        Ok(())
+                    })?;
+                }
+                _ => {
+                    return Err(meta.error(
+                        "unknown key; expected one of event_type, aliases, topic, notification, category, \
+                         priority, handling, dedupe_ttl_seconds, recipient, batch_owner, forward",
+                    ));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    if !found {
+        return Err(syn::Error::new(
+            input.ident.span(),
+            "`#[derive(Event)]` needs a `#[herald(event_type = \"...\", topic = \"...\", ...)]` attribute",
+        ));
+    }
+    Ok(attributes)
+}
+
+/// What the derive needs to know about one struct field.
+struct FieldFacts<'a> {
+    ident: &'a Ident,
+    json_name: String,
+    skip_serializing_if: Option<syn::ExprPath>,
+}
+
+fn field_facts(field: &syn::Field) -> syn::Result<FieldFacts<'_>> {
+    let Some(ident) = &field.ident else {
+        return Err(syn::Error::new(field.span(), "expected a named field"));
+    };
+    let mut facts = FieldFacts {
+        ident,
+        json_name: ident.to_string().trim_start_matches("r#").to_owned(),
+        skip_serializing_if: None,
+    };
+    for attribute in field.attrs.iter().filter(|attribute| attribute.path().is_ident("serde")) {
+        attribute.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") {
+                facts.json_name = meta.value()?.parse::<LitStr>()?.value();
+            } else if meta.path.is_ident("skip_serializing_if") {
+                facts.skip_serializing_if = Some(meta.value()?.parse::<LitStr>()?.parse()?);
+            } else if meta.input.peek(syn::Token![=]) {
+                // Other serde settings (`deserialize_with = "..."`) do not change what is sent.
+                meta.value()?.parse::<syn::Expr>()?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(facts)
+}
+
+pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(input.ident.span(), "`#[derive(Event)]` works on structs with named fields"));
+    };
+    let Fields::Named(named) = &data.fields else {
+        return Err(syn::Error::new(input.ident.span(), "`#[derive(Event)]` works on structs with named fields"));
+    };
+    let attributes = parse_attributes(input)?;
+    let fields = named.named.iter().map(field_facts).collect::<syn::Result<Vec<_>>>()?;
+    let name = &input.ident;
+
+    let mut errors = Errors::default();
+    let mut required = |value: &Option<LitStr>, key: &str| -> LitStr {
+        value.clone().unwrap_or_else(|| {
+            errors.push(syn::Error::new(name.span(), format!("`#[herald(...)]` is missing `{key} = \"...\"`")));
+            LitStr::new("", Span::call_site())
+        })
+    };
+    let event_type = required(&attributes.event_type, "event_type");
+    let topic = required(&attributes.topic, "topic");
+    let notification = required(&attributes.notification, "notification");
+    let category = required(&attributes.category, "category");
+    let priority = required(&attributes.priority, "priority");
+    if attributes.recipient_user.is_none() && attributes.recipient_batch.is_none() {
+        let span = attributes.recipient_span.unwrap_or_else(|| name.span());
+        errors.push(syn::Error::new(
+            span,
+            "`#[herald(...)]` needs `recipient(user = field)`, `recipient(batch = field)` or both",
+        ));
+    }
+    let mut find = |ident: &Ident| -> Option<&FieldFacts<'_>> {
+        let found = fields.iter().find(|field| field.ident == ident);
+        if found.is_none() {
+            errors.push(syn::Error::new(ident.span(), format!("`{name}` has no field `{ident}`")));
+        }
+        found
+    };
+    let recipient_user = attributes.recipient_user.as_ref().map(&mut find);
+    let recipient_batch = attributes.recipient_batch.as_ref().map(&mut find);
+    let owner = attributes.owner.as_ref().map(|(user, batch)| (find(user), find(batch)));
+    let forwarded: Vec<Option<&FieldFacts<'_>>> = attributes.forward.iter().map(&mut find).collect();
+    errors.finish()?;
+
+    let id_of = |field: &FieldFacts<'_>| {
+        let ident = field.ident;
+        quote_spanned! {ident.span()=> ::herald_runtime::RecipientId::recipient_id(&self.#ident) }
+    };
+    let optional_id = |field: Option<Option<&FieldFacts<'_>>>| match field.flatten() {
+        Some(field) => id_of(field),
+        None => quote! { ::std::option::Option::None },
+    };
+    let user = optional_id(recipient_user);
+    let batch = optional_id(recipient_batch);
+    let batch_owner = match owner {
+        Some((Some(user), Some(batch))) => {
+            let (user, batch) = (id_of(user), id_of(batch));
+            quote! { ::herald_runtime::BatchOwner::new(#batch, #user) }
+        }
+        _ => quote! { ::std::option::Option::None },
+    };
+    let forwarded: Vec<&FieldFacts<'_>> = forwarded.into_iter().flatten().collect();
+    let forwarded_names = forwarded.iter().map(|field| &field.json_name);
+    let entries = forwarded.iter().map(|field| {
+        let ident = field.ident;
+        let key = &field.json_name;
+        let entry = quote! { map.serialize_entry(#key, &self.#ident)?; };
+        match &field.skip_serializing_if {
+            Some(skip) => quote! { if !#skip(&self.#ident) { #entry } },
+            None => entry,
+        }
+    });
+    let aliases = &attributes.aliases;
+    let category = syn::Ident::new(&pascal(&category.value()), category.span());
+    let priority = syn::Ident::new(&pascal(&priority.value()), priority.span());
+    let handling = attributes.handling.as_ref().map_or_else(|| "declarative".to_owned(), LitStr::value);
+    let handling = syn::Ident::new(&pascal(&handling), Span::call_site());
+    let ttl = attributes.dedupe_ttl_seconds.unwrap_or(86_400);
+    let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
+
+    Ok(quote! {
+        impl #impl_generics ::herald_runtime::Event for #name #type_generics #where_clause {
+            const EVENT_TYPE: &'static str = #event_type;
+            const ALIASES: &'static [&'static str] = &[#(#aliases),*];
+            const TOPIC: &'static str = #topic;
+            const NOTIFICATION: &'static str = #notification;
+            const CATEGORY: ::herald_runtime::Category = ::herald_runtime::Category::#category;
+            const PRIORITY: ::herald_runtime::Priority = ::herald_runtime::Priority::#priority;
+            const HANDLING: ::herald_runtime::Handling = ::herald_runtime::Handling::#handling;
+            const DEDUPE_TTL_SECONDS: u64 = #ttl;
+            const FORWARDED_FIELDS: &'static [&'static str] = &[#(#forwarded_names),*];
+
+            fn recipient(&self) -> ::herald_runtime::Recipient<'_> {
+                ::herald_runtime::Recipient::new(#user, #batch)
+            }
+
+            fn batch_owner(&self) -> ::std::option::Option<::herald_runtime::BatchOwner<'_>> {
+                #batch_owner
+            }
+
+            fn serialize_notification_data<S: ::herald_runtime::__serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                use ::herald_runtime::__serde::ser::SerializeMap as _;
+                let mut map = serializer.serialize_map(::std::option::Option::None)?;
+                #(#entries)*
+                map.end()
+            }
+        }
+    })
+}
+
+/// `file_operations` → `FileOperations`.
+pub(crate) fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

@@ -1,0 +1,130 @@
+//! Notifications: what a declarative handler builds from an event, and the message published on the
+//! user's Redis channel.
+//!
+//! The wire format is the one the platform's browsers already read:
+//!
+//! ```json
+//! {"event": "batch_file_added", "data": {...}, "id": "...", "event_id": "...",
+//!  "category": "file_operations", "priority": "immediate",
+//!  "timestamp": "2025-08-01T08:14:13.512331Z", "correlation_id": "..."}
+//! ```
+//!
+//! `event` and `data` are the contract the frontend was written against; the other keys are added
+//! so that a client can tell copies apart (`id`), trace a notification back to its Kafka event
+//! (`event_id`, `correlation_id`) and sort or filter it (`category`, `priority`, `timestamp`).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::event::{Category, Event, Priority};
+
+/// The Redis pub/sub channel that carries a user's notifications.
+pub fn user_channel(user_id: &str) -> String {
+    format!("ws:{user_id}")
+}
+
+/// The envelope facts a notification carries, borrowed from the generated `Envelope`.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeRef<'a> {
+    /// The envelope's `event_id`.
+    pub event_id: &'a str,
+    /// The envelope's `event_type`, as sent (it may be an alias).
+    pub event_type: &'a str,
+    /// The envelope's `event_timestamp`.
+    pub event_timestamp: &'a str,
+    /// The envelope's `correlation_id`.
+    pub correlation_id: &'a str,
+}
+
+/// Serializes an event's forwarded fields as the notification's `data` object.
+pub struct NotificationData<'a, E>(pub &'a E);
+
+impl<E: Event> Serialize for NotificationData<'_, E> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_notification_data(serializer)
+    }
+}
+
+/// A notification built from one event, not yet addressed to a user.
+///
+/// Everything is owned and `data` is already serialized, so a notification can be parked, retried
+/// or published to many sockets without touching the event again.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The notification name browsers receive in `event`.
+    pub name: &'static str,
+    /// The canonical `event_type` of the event it was built from.
+    pub event_type: &'static str,
+    /// The notification's category.
+    pub category: Category,
+    /// The notification's priority.
+    pub priority: Priority,
+    /// The user to notify, when the event names one.
+    pub user: Option<String>,
+    /// The batch whose owner is notified when no user is named.
+    pub batch: Option<String>,
+    /// The batch ownership this event reveals: `(batch, user)`.
+    pub batch_owner: Option<(String, String)>,
+    /// The `data` object, serialized once.
+    pub data: Box<RawValue>,
+    /// The source envelope's `event_id`.
+    pub event_id: String,
+    /// The source envelope's `correlation_id`.
+    pub correlation_id: String,
+    /// The source envelope's `event_timestamp`.
+    pub timestamp: String,
+    /// How long this notification is remembered to suppress a re-sent copy.
+    pub dedupe_ttl_seconds: u64,
+}
+
+impl Notification {
+    /// Builds the notification for `event`, which arrived in the envelope described by `envelope`.
+    pub fn build<E: Event>(event: &E, envelope: EnvelopeRef<'_>) -> Self {
+        // Generated payloads hold strings, numbers, string-keyed maps and lists, which always
+        // serialize to JSON; a failure here would be a generator bug, not bad input.
+        let data = serde_json::value::to_raw_value(&NotificationData(event))
+            .unwrap_or_else(|error| unreachable!("notification data of {}: {error}", E::NOTIFICATION));
+        let recipient = event.recipient();
+        Notification {
+            name: E::NOTIFICATION,
+            event_type: E::EVENT_TYPE,
+            category: E::CATEGORY,
+            priority: E::PRIORITY,
+            user: recipient.user.map(str::to_owned),
+            batch: recipient.batch.map(str::to_owned),
+            batch_owner: event.batch_owner().map(|owner| (owner.batch.to_owned(), owner.user.to_owned())),
+            data,
+            event_id: envelope.event_id.to_owned(),
+            correlation_id: envelope.correlation_id.to_owned(),
+            timestamp: envelope.event_timestamp.to_owned(),
+            dedupe_ttl_seconds: E::DEDUPE_TTL_SECONDS,
+        }
+    }
+
+    /// Encodes the message published on the recipient's channel; `id` names this notification.
+    pub fn encode_message(&self, id: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Message<'a> {
+            event: &'a str,
+            data: &'a RawValue,
+            id: &'a str,
+            event_id: &'a str,
+            category: &'a str,
+            priority: &'a str,
+            timestamp: &'a str,
+            correlation_id: &'a str,
+        }
+        let message = Message {
+            event: self.name,
+            data: &self.data,
+            id,
+            event_id: &self.event_id,
+            category: self.category.as_str(),
+            priority: self.priority.as_str(),
+            timestamp: &self.timestamp,
+            correlation_id: &self.correlation_id,
+        };
+        // Every field is a string or already-valid JSON, so serializing cannot fail.
+        serde_json::to_vec(&message).unwrap_or_else(|error| unreachable!("notification message: {error}"))
+    }
+}
