@@ -546,8 +546,8 @@ impl Loader {
 
     fn check_integer_bounds(&mut self, at: &At<'_>, schema: &Map<String, Value>) {
         for keyword in ["minimum", "maximum"] {
-            if let Some(bound) = schema.get(keyword).and_then(Value::as_f64)
-                && bound.abs() > MAX_SAFE_INTEGER
+            if let Some(bound) = schema.get(keyword)
+                && bound.as_f64().is_some_and(|bound| bound.abs() > MAX_SAFE_INTEGER)
             {
                 self.error(
                     &at.child(keyword),

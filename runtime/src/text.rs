@@ -139,7 +139,7 @@ fn is_rfc3339(text: &[u8]) -> bool {
     }
     match rest {
         [] | [b'Z'] | [b'z'] => true,
-        [sign, h1, h2, b':', m1, m2] if matches!(sign, b'+' | b'-') => {
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
             let offset = [h1, h2, m1, m2];
             offset.iter().all(|byte| byte.is_ascii_digit())
                 && (h1 - b'0') * 10 + (h2 - b'0') < 24

@@ -1,0 +1,66 @@
+/**
+ * `@herald/client`: the types of herald's browser notifications, plus two tiny helpers for reading
+ * them off a WebSocket. Dependency-free; works in any browser or bundler.
+ *
+ * Every type and constant in `./events.ts` is re-exported: that file is generated from the JSON
+ * Schemas in `event-defs/` (see README.md), so it is never edited by hand.
+ *
+ * @module
+ */
+
+import { NOTIFICATION_NAMES } from "./events.js";
+import type { Notification, NotificationName, NotificationOf } from "./events.js";
+
+export * from "./events.js";
+
+const NAMES: ReadonlySet<string> = new Set<string>(NOTIFICATION_NAMES);
+
+/** True for a plain JSON object: not null, not an array. */
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Parses one WebSocket text frame from herald.
+ *
+ * Returns the notification when `text` is JSON for an object whose `event` is one of
+ * {@link NOTIFICATION_NAMES} and whose `data` is an object; returns `null` for anything else
+ * (invalid JSON, another message shape, or a notification name these types do not know yet, e.g.
+ * one added on the server after this package was built). It never throws.
+ *
+ * Only `event` and the presence of an object `data` are checked at run time: the fields inside
+ * `data` and the notification metadata (`id`, `category`, `timestamp`, ...) are trusted to match
+ * the generated types, which herald guarantees for the notifications it sends.
+ *
+ * @example
+ * socket.addEventListener("message", (e) => {
+ *   const n = typeof e.data === "string" ? parseNotification(e.data) : null;
+ *   if (n?.event === "batch_file_added") console.log(n.data.filename);
+ * });
+ */
+export function parseNotification(text: string): Notification | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isJsonObject(value)) return null;
+  const { event, data } = value;
+  if (typeof event !== "string" || !NAMES.has(event) || !isJsonObject(data)) return null;
+  return value as unknown as Notification;
+}
+
+/**
+ * Narrows a notification to the one named `name`; the same as `n.event === name`, usable where a
+ * predicate function is needed (e.g. `list.filter((n) => isNotification(n, "class_created"))`).
+ *
+ * @example
+ * if (isNotification(n, "student_created")) console.log(n.data.student_email ?? "(no email)");
+ */
+export function isNotification<N extends NotificationName>(
+  n: Notification,
+  name: N,
+): n is NotificationOf<N> {
+  return n.event === name;
+}

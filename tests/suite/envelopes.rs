@@ -1,0 +1,243 @@
+//! Real envelopes, as producers send them, through `route`, serde and the handler trait.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use herald::runtime::{Notification, RouteError};
+use herald::{Event, EventEnvelope, EventHandler};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{root, sorted_entries};
+
+fn fixtures() -> PathBuf {
+    root().join("tests/fixtures/envelopes")
+}
+
+/// Every case of every event: (notification name, case name, form, bytes).
+fn cases() -> Vec<(String, String, PathBuf, Vec<u8>)> {
+    let mut cases = Vec::new();
+    for dir in sorted_entries(&fixtures()) {
+        let event = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if event.starts_with('_') || !dir.is_dir() {
+            continue;
+        }
+        for file in sorted_entries(&dir) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let case = name.split('.').next().unwrap().to_owned();
+            let bytes = std::fs::read(&file).unwrap();
+            cases.push((event.clone(), case, file, bytes));
+        }
+    }
+    cases
+}
+
+fn route(file: &Path, bytes: &[u8]) -> EventEnvelope<Event> {
+    herald::route(bytes).unwrap_or_else(|error| panic!("{}: {error}", file.display()))
+}
+
+#[test]
+fn every_event_has_at_least_two_cases_in_both_forms() {
+    let mut forms: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (event, case, file, _) in cases() {
+        let form = file.file_name().unwrap().to_string_lossy().split('.').nth(1).unwrap().to_owned();
+        forms.entry((event, case)).or_default().push(form);
+    }
+    for ((event, case), forms) in &forms {
+        assert_eq!(forms, &["compact", "dumps"], "{event}/{case} needs both forms");
+    }
+    for info in herald::EVENTS {
+        let count = forms.keys().filter(|(event, _)| event == info.notification).count();
+        assert!(count >= 2, "{} has {count} fixture cases; at least two are needed", info.notification);
+    }
+}
+
+#[test]
+fn every_envelope_routes_to_its_event() {
+    for (event, _, file, bytes) in cases() {
+        let envelope = route(&file, &bytes);
+        assert_eq!(envelope.data.notification_name(), Some(event.as_str()), "{}", file.display());
+    }
+}
+
+#[test]
+fn aliases_route_like_the_canonical_event_type() {
+    let mut seen = Vec::new();
+    for (event, _, file, bytes) in cases() {
+        let envelope = route(&file, &bytes);
+        let info = herald::EVENTS.iter().find(|info| info.notification == event).unwrap();
+        if envelope.event_type != info.event_type {
+            assert!(info.aliases.contains(&envelope.event_type.as_str()), "{}", file.display());
+            seen.push(envelope.event_type.clone());
+        }
+    }
+    for info in herald::EVENTS {
+        for alias in info.aliases {
+            assert!(seen.iter().any(|seen| seen == alias), "no fixture sends the alias {alias}");
+        }
+    }
+}
+
+#[test]
+fn both_producer_forms_parse_identically() {
+    let mut by_case: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for (event, case, file, bytes) in cases() {
+        let routed = serde_json::to_value(route(&file, &bytes)).unwrap();
+        by_case.entry((event, case)).or_default().push(routed);
+    }
+    for ((event, case), values) in by_case {
+        assert_eq!(values[0], values[1], "{event}/{case}: the dumps and compact forms differ after parsing");
+    }
+}
+
+#[test]
+fn a_round_trip_keeps_every_field() {
+    for (_, _, file, bytes) in cases() {
+        let original: Value = serde_json::from_slice(&bytes).unwrap();
+        let routed = serde_json::to_value(route(&file, &bytes)).unwrap();
+        assert_eq!(routed, original, "{}: a field was lost or changed", file.display());
+    }
+}
+
+#[test]
+fn an_unknown_event_type_keeps_its_payload() {
+    for file in sorted_entries(&fixtures().join("_unknown")) {
+        let bytes = std::fs::read(&file).unwrap();
+        let envelope = route(&file, &bytes);
+        let Event::Unknown(raw) = &envelope.data else { panic!("{}: expected Unknown", file.display()) };
+        let original: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(raw.get()).unwrap(), original["data"]);
+        assert_eq!(serde_json::to_value(&envelope).unwrap(), original);
+    }
+}
+
+fn check_invalid(file: &str, reason: &str, message: &str) {
+    let bytes = std::fs::read(fixtures().join("_invalid").join(file)).unwrap();
+    let error = herald::route(&bytes).expect_err(file);
+    assert_eq!(error.reason(), reason, "{file}: {error}");
+    assert!(error.to_string().contains(message), "{file}: {error:?} should mention {message:?}");
+}
+
+#[test]
+fn bad_input_is_a_classified_error() {
+    check_invalid("not_json.bin", "not_json", "not JSON");
+    check_invalid("not_an_envelope.json", "not_envelope", "not an event envelope");
+    check_invalid("missing_event_type.json", "not_envelope", "missing field `event_type`");
+    check_invalid("bad_uuid.json", "not_envelope", "at `event_id`: expected a UUID");
+    check_invalid("payload_missing_required.json", "invalid_payload", "missing field `filename`");
+    check_invalid("payload_wrong_type.json", "invalid_payload", "at `course_codes`");
+    let trailing = herald::route(b"{} {}").expect_err("two documents");
+    assert!(matches!(trailing, RouteError::NotJson(_) | RouteError::NotEnvelope { .. }), "{trailing}");
+}
+
+/// A handler that records what the generated defaults deliver.
+#[derive(Default)]
+struct Recorder {
+    delivered: Mutex<Vec<Notification>>,
+    unknown: Mutex<Vec<String>>,
+}
+
+impl EventHandler for Recorder {
+    type Error = std::convert::Infallible;
+
+    fn deliver(&self, notification: Notification) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.delivered.lock().unwrap().push(notification);
+        std::future::ready(Ok(()))
+    }
+
+    fn handle_unknown(
+        &self,
+        envelope: &EventEnvelope<Box<RawValue>>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.unknown.lock().unwrap().push(envelope.event_type.clone());
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Polls a future that never waits (the recorder's futures are ready at once).
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the future waited"),
+    }
+}
+
+#[test]
+fn declarative_handlers_build_the_notification() {
+    for (event, case, file, bytes) in cases() {
+        let recorder = Recorder::default();
+        let envelope = route(&file, &bytes);
+        let original: Value = serde_json::from_slice(&bytes).unwrap();
+        now(herald::dispatch(&recorder, envelope)).unwrap();
+        let delivered = recorder.delivered.into_inner().unwrap();
+        let [notification] = delivered.as_slice() else { panic!("{}: one notification expected", file.display()) };
+        let info = herald::EVENTS.iter().find(|info| info.notification == event).unwrap();
+        assert_eq!(notification.name, event);
+        assert_eq!(notification.category, info.category);
+        assert_eq!(notification.priority, info.priority);
+        assert_eq!(notification.event_id, original["event_id"].as_str().unwrap());
+        assert_eq!(notification.correlation_id, original["correlation_id"].as_str().unwrap());
+        assert_eq!(notification.timestamp, original["event_timestamp"].as_str().unwrap());
+        assert!(notification.user.is_some() || notification.batch.is_some(), "{}: nobody to notify", file.display());
+        // The data holds exactly the forwarded keys the producer sent, with their values.
+        let data: BTreeMap<String, Value> = serde_json::from_str(notification.data.get()).unwrap();
+        let payload = original["data"].as_object().unwrap();
+        for (key, value) in &data {
+            assert_eq!(Some(value), payload.get(key), "{event}/{case}: data.{key}");
+        }
+        let message: Value = serde_json::from_slice(&notification.encode_message("n-1")).unwrap();
+        assert_eq!(message["event"], event.as_str());
+        assert_eq!(message["id"], "n-1");
+        assert_eq!(message["data"], serde_json::to_value(&data).unwrap());
+    }
+}
+
+#[test]
+fn an_unknown_user_falls_back_to_the_batch_owner() {
+    let file = fixtures().join("batch_content_provisioning_completed/unknown_user.compact.json");
+    let recorder = Recorder::default();
+    now(herald::dispatch(&recorder, route(&file, &std::fs::read(&file).unwrap()))).unwrap();
+    let notification = &recorder.delivered.lock().unwrap()[0];
+    assert_eq!(notification.user, None, "\"unknown\" is not a user");
+    assert!(notification.batch.is_some());
+    assert_eq!(notification.batch_owner, None, "\"unknown\" does not own the batch");
+}
+
+#[test]
+fn events_with_user_and_batch_reveal_the_owner() {
+    for (event, _, file, bytes) in cases() {
+        let recorder = Recorder::default();
+        now(herald::dispatch(&recorder, route(&file, &bytes))).unwrap();
+        let owner = recorder.delivered.lock().unwrap()[0].batch_owner.clone();
+        let expected = matches!(
+            event.as_str(),
+            "batch_file_added"
+                | "batch_file_removed"
+                | "batch_content_provisioning_completed"
+                | "essay_student_association_updated"
+        ) && !file.to_string_lossy().contains("unknown_user");
+        assert_eq!(owner.is_some(), expected, "{}", file.display());
+    }
+}
+
+#[test]
+fn unknown_events_reach_handle_unknown() {
+    let file = fixtures().join("_unknown/batch_essays_registered.compact.json");
+    let recorder = Recorder::default();
+    now(herald::dispatch(&recorder, route(&file, &std::fs::read(&file).unwrap()))).unwrap();
+    assert!(recorder.delivered.lock().unwrap().is_empty());
+    assert_eq!(*recorder.unknown.lock().unwrap(), ["huleedu.batch.essays.registered.v1"]);
+}
+
+#[test]
+fn new_enum_values_are_kept() {
+    let file = fixtures().join("class_created/new_course_code.compact.json");
+    let envelope = route(&file, &std::fs::read(&file).unwrap());
+    let Event::ClassCreatedV1(class) = &envelope.data else { panic!("expected ClassCreatedV1") };
+    assert!(class.course_codes.contains(&herald::CourseCode::Unrecognized("ENG8".to_owned())));
+    assert!(class.course_codes.contains(&herald::CourseCode::Eng5) || class.course_codes.len() == 1);
+}

@@ -1,0 +1,28 @@
+//! - `envelopes`: every fixture envelope parses, routes, round-trips and is handled.
+//! - `catalogue`: the generated catalogue constants.
+//! - `compile`: generated Rust snapshots compile; a custom event left unimplemented does not.
+//! - `typescript`: the checked-in TypeScript is fresh and passes `tsc --strict`.
+//! - `add_event`: a scratch copy with one more schema grows everything without Rust edits.
+
+mod add_event;
+mod catalogue;
+mod compile;
+mod envelopes;
+mod typescript;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub(crate) fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files of a folder, sorted.
+pub(crate) fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
+        .map(|entry| entry.expect("readable entry").path())
+        .collect();
+    entries.sort();
+    entries
+}
