@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-typescript.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -1,7 +1,7 @@
 //! `#[derive(Event)]`.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitInt, LitStr};
@@ -33,6 +33,8 @@ struct Attributes {
     recipient_user: Option<Ident>,
     recipient_batch: Option<Ident>,
     recipient_span: Option<Span>,
+    /// The `herald` of `#[herald(...)]`, where missing keys are reported.
+    span: Option<Span>,
     owner: Option<(Ident, Ident)>,
     forward: Vec<Ident>,
     seen: Vec<String>,
@@ -49,6 +51,21 @@ impl Attributes {
     }
 }
 
+/// Parses `key(...)` like [`ParseNestedMeta::parse_nested_meta`], but also accepts an empty list,
+/// which syn rejects: the generator writes `forward()` for an event that forwards no field, and
+/// `recipient()` must reach the check that explains what a recipient needs.
+fn parse_list(
+    meta: &ParseNestedMeta<'_>,
+    logic: impl FnMut(ParseNestedMeta<'_>) -> syn::Result<()>,
+) -> syn::Result<()> {
+    let empty = meta.input.cursor().group(Delimiter::Parenthesis).is_some_and(|(inside, _, _)| inside.eof());
+    if empty {
+        meta.input.parse::<TokenTree>()?;
+        return Ok(());
+    }
+    meta.parse_nested_meta(logic)
+}
+
 fn choice(literal: LitStr, allowed: &[&str], what: &str) -> syn::Result<LitStr> {
     if allowed.contains(&literal.value().as_str()) {
         Ok(literal)
@@ -63,9 +80,10 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
     let mut found = false;
     for attribute in input.attrs.iter().filter(|attribute| attribute.path().is_ident("herald")) {
         if found {
-            return Err(syn::Error::new(attribute.span(), "only one `#[herald(...)]` attribute is allowed"));
+            return Err(syn::Error::new_spanned(attribute, "only one `#[herald(...)]` attribute is allowed"));
         }
         found = true;
+        attributes.span = Some(attribute.path().span());
         attribute.parse_nested_meta(|meta| {
             let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
             attributes.first_time(&meta, &key)?;
@@ -75,10 +93,18 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
                 "notification" => {
                     let name: LitStr = meta.value()?.parse()?;
                     let value = name.value();
+                    // The same rule as the generator's check of `x-herald.notification.name`.
                     let snake = value.starts_with(|c: char| c.is_ascii_lowercase())
-                        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                        && !value.ends_with('_')
+                        && !value.contains("__");
                     if !snake {
-                        return Err(syn::Error::new(name.span(), "the notification name must be snake_case"));
+                        return Err(syn::Error::new(
+                            name.span(),
+                            format!(
+                                "the notification name {value:?} is not snake_case; write it like \"batch_file_added\""
+                            ),
+                        ));
                     }
                     attributes.notification = Some(name);
                 }
@@ -101,7 +127,7 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
                 }
                 "recipient" => {
                     attributes.recipient_span = Some(meta.path.span());
-                    meta.parse_nested_meta(|inner| {
+                    parse_list(&meta, |inner| {
                         let slot = if inner.path.is_ident("user") {
                             &mut attributes.recipient_user
                         } else if inner.path.is_ident("batch") {
@@ -119,28 +145,38 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
                 "batch_owner" => {
                     let (mut user, mut batch) = (None, None);
                     let span = meta.path.span();
-                    meta.parse_nested_meta(|inner| {
-                        if inner.path.is_ident("user") {
-                            user = Some(inner.value()?.parse()?);
+                    parse_list(&meta, |inner| {
+                        let slot = if inner.path.is_ident("user") {
+                            &mut user
                         } else if inner.path.is_ident("batch") {
-                            batch = Some(inner.value()?.parse()?);
+                            &mut batch
                         } else {
                             return Err(inner.error("expected `user = field` or `batch = field`"));
+                        };
+                        if slot.is_some() {
+                            return Err(inner.error("given more than once"));
                         }
+                        *slot = Some(inner.value()?.parse()?);
                         Ok(())
                     })?;
-                    match (user, batch) {
-                        (Some(user), Some(batch)) => attributes.owner = Some((user, batch)),
-                        _ => {
-                            return Err(syn::Error::new(
-                                span,
-                                "`batch_owner` needs both `user = field` and `batch = field`",
-                            ));
+                    let missing = match (user, batch) {
+                        (Some(user), Some(batch)) => {
+                            attributes.owner = Some((user, batch));
+                            None
                         }
+                        (Some(_), None) => Some("`batch = field` is missing"),
+                        (None, Some(_)) => Some("`user = field` is missing"),
+                        (None, None) => Some("both are missing"),
+                    };
+                    if let Some(missing) = missing {
+                        return Err(syn::Error::new(
+                            span,
+                            format!("`batch_owner` needs both `user = field` and `batch = field`; {missing}"),
+                        ));
                     }
                 }
                 "forward" => {
-                    meta.parse_nested_meta(|inner| {
+                    parse_list(&meta, |inner| {
                         let field = inner.path.require_ident()?.clone();
                         if attributes.forward.contains(&field) {
                             return Err(inner.error(format!("`{field}` is forwarded twice")));
@@ -150,10 +186,11 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
                     })?;
                 }
                 _ => {
-                    return Err(meta.error(
-                        "unknown key; expected one of event_type, aliases, topic, notification, category, \
-                         priority, handling, dedupe_ttl_seconds, recipient, batch_owner, forward",
-                    ));
+                    let path = meta.path.to_token_stream().to_string().replace(' ', "");
+                    return Err(meta.error(format!(
+                        "unknown key `{path}`; expected one of event_type, aliases, topic, notification, category, \
+                         priority, handling, dedupe_ttl_seconds, recipient, batch_owner, forward"
+                    )));
                 }
             }
             Ok(())
@@ -186,18 +223,55 @@ fn field_facts(field: &syn::Field) -> syn::Result<FieldFacts<'_>> {
     };
     for attribute in field.attrs.iter().filter(|attribute| attribute.path().is_ident("serde")) {
         attribute.parse_nested_meta(|meta| {
-            if meta.path.is_ident("rename") {
+            if meta.path.is_ident("rename") && meta.input.peek(syn::token::Paren) {
+                // `rename(serialize = "...", deserialize = "...")`: what is sent is the serialize name.
+                meta.parse_nested_meta(|inner| {
+                    let name: LitStr = inner.value()?.parse()?;
+                    if inner.path.is_ident("serialize") {
+                        facts.json_name = name.value();
+                    }
+                    Ok(())
+                })
+            } else if meta.path.is_ident("rename") {
                 facts.json_name = meta.value()?.parse::<LitStr>()?.value();
+                Ok(())
             } else if meta.path.is_ident("skip_serializing_if") {
                 facts.skip_serializing_if = Some(meta.value()?.parse::<LitStr>()?.parse()?);
-            } else if meta.input.peek(syn::Token![=]) {
-                // Other serde settings (`deserialize_with = "..."`) do not change what is sent.
-                meta.value()?.parse::<syn::Expr>()?;
+                Ok(())
+            } else {
+                skip_serde_setting(&meta)
             }
-            Ok(())
         })?;
     }
     Ok(facts)
+}
+
+/// Consumes a serde setting that does not change the names of what is sent: `default`,
+/// `deserialize_with = "..."`, `bound(...)`.
+fn skip_serde_setting(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        meta.value()?.parse::<syn::Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// Forwarded keys are named field by field from `#[serde(rename = "...")]`; a container-wide
+/// `rename_all` would make serde and the notification disagree silently, so it is refused.
+fn reject_rename_all(input: &DeriveInput) -> syn::Result<()> {
+    for attribute in input.attrs.iter().filter(|attribute| attribute.path().is_ident("serde")) {
+        attribute.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename_all") {
+                return Err(meta.error(
+                    "`#[derive(Event)]` does not apply serde's `rename_all`; \
+                     give each field that is renamed its own `#[serde(rename = \"...\")]`",
+                ));
+            }
+            skip_serde_setting(&meta)
+        })?;
+    }
+    Ok(())
 }
 
 pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
@@ -208,13 +282,17 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         return Err(syn::Error::new(input.ident.span(), "`#[derive(Event)]` works on structs with named fields"));
     };
     let attributes = parse_attributes(input)?;
+    reject_rename_all(input)?;
     let fields = named.named.iter().map(field_facts).collect::<syn::Result<Vec<_>>>()?;
     let name = &input.ident;
 
+    let attribute_span = attributes.span.unwrap_or_else(|| name.span());
+
     let mut errors = Errors::default();
-    let mut required = |value: &Option<LitStr>, key: &str| -> LitStr {
+    let mut missing = Vec::new();
+    let mut required = |value: &Option<LitStr>, key: &'static str| -> LitStr {
         value.clone().unwrap_or_else(|| {
-            errors.push(syn::Error::new(name.span(), format!("`#[herald(...)]` is missing `{key} = \"...\"`")));
+            missing.push(key);
             LitStr::new("", Span::call_site())
         })
     };
@@ -223,8 +301,12 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let notification = required(&attributes.notification, "notification");
     let category = required(&attributes.category, "category");
     let priority = required(&attributes.priority, "priority");
+    if !missing.is_empty() {
+        let keys = missing.iter().map(|key| format!("`{key} = \"...\"`")).collect::<Vec<_>>().join(", ");
+        errors.push(syn::Error::new(attribute_span, format!("`#[herald(...)]` is missing {keys}")));
+    }
     if attributes.recipient_user.is_none() && attributes.recipient_batch.is_none() {
-        let span = attributes.recipient_span.unwrap_or_else(|| name.span());
+        let span = attributes.recipient_span.unwrap_or(attribute_span);
         errors.push(syn::Error::new(
             span,
             "`#[herald(...)]` needs `recipient(user = field)`, `recipient(batch = field)` or both",

@@ -17,7 +17,7 @@ mod open_enum;
 
 /// Implements `herald_runtime::Event` from a `#[herald(...)]` attribute.
 ///
-/// ```ignore
+/// ```text
 /// #[derive(serde::Serialize, serde::Deserialize, herald_macros::Event)]
 /// #[herald(
 ///     event_type = "huleedu.class.created.v1",

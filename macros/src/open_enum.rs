@@ -33,6 +33,18 @@ fn role(variant: &syn::Variant) -> syn::Result<Option<Role>> {
     Ok(role)
 }
 
+/// Whether `ty` is written `String` (or `std::string::String`, `::std::string::String`), the only
+/// type the generated `as_str` and `from_value` can hand the value to.
+fn is_string(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(path) => {
+            path.qself.is_none()
+                && path.path.segments.last().is_some_and(|last| last.ident == "String" && last.arguments.is_none())
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let Data::Enum(data) = &input.data else {
         return Err(syn::Error::new(input.ident.span(), "`#[derive(OpenEnum)]` works on enums"));
@@ -41,6 +53,9 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let mut known: Vec<(&syn::Ident, LitStr)> = Vec::new();
     let mut catch_all: Option<&syn::Ident> = None;
+    // Whether any variant is marked `unrecognized`, even one of the wrong shape: then that variant's
+    // own error says what to fix, and "needs a variant" would be wrong.
+    let mut marked_unrecognized = false;
     for variant in &data.variants {
         let role = match role(variant) {
             Ok(role) => role,
@@ -54,7 +69,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 if let Some((other, _)) = known.iter().find(|(_, other)| other.value() == value.value()) {
                     errors.push(syn::Error::new(
                         value.span(),
-                        format!("the value {:?} is also `{other}`'s", value.value()),
+                        format!("the value {:?} is already `{other}`'s; each value names one variant", value.value()),
                     ));
                 }
                 known.push((&variant.ident, value));
@@ -62,23 +77,38 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             (Some(Role::Value(_)), _) => {
                 errors.push(syn::Error::new(variant.fields.span(), "a variant with a `value` carries no data"));
             }
-            (Some(Role::Unrecognized), Fields::Unnamed(fields)) if fields.unnamed.len() == 1 => {
-                if catch_all.is_some() {
-                    errors.push(syn::Error::new(variant.ident.span(), "only one variant may be `unrecognized`"));
+            (Some(Role::Unrecognized), fields) => {
+                if let Some(first) = catch_all {
+                    errors.push(syn::Error::new(
+                        variant.ident.span(),
+                        format!("only one variant may be `unrecognized`, and `{first}` already is"),
+                    ));
                 }
-                catch_all = Some(&variant.ident);
+                marked_unrecognized = true;
+                match fields {
+                    Fields::Unnamed(fields) if fields.unnamed.len() == 1 => {
+                        let ty = &fields.unnamed[0].ty;
+                        if !is_string(ty) {
+                            errors.push(syn::Error::new(
+                                ty.span(),
+                                "the `unrecognized` variant holds the value as sent, a `String`: write it `Name(String)`",
+                            ));
+                        }
+                        catch_all = catch_all.or(Some(&variant.ident));
+                    }
+                    _ => errors.push(syn::Error::new(
+                        variant.ident.span(),
+                        "the `unrecognized` variant holds the value as sent: write it `Name(String)`",
+                    )),
+                }
             }
-            (Some(Role::Unrecognized), _) => errors.push(syn::Error::new(
-                variant.ident.span(),
-                "the `unrecognized` variant holds the value as sent: write it `Name(String)`",
-            )),
             (None, _) => errors.push(syn::Error::new(
                 variant.ident.span(),
                 "every variant needs `#[herald(value = \"...\")]` or `#[herald(unrecognized)]`",
             )),
         }
     }
-    if catch_all.is_none() {
+    if !marked_unrecognized {
         errors.push(syn::Error::new(
             name.span(),
             "an open enum needs a variant `#[herald(unrecognized)] Unrecognized(String)` for values added later",

@@ -139,8 +139,12 @@ pub fn is_real_user_id(user: &str) -> bool {
     !user.is_empty() && user != "unknown"
 }
 
-/// A field type that can hold a user or batch id: `String`, and the `Option` forms that optional and
-/// nullable keys generate.
+/// A field type that can hold a user or batch id: `String`, [`Uuid`](crate::Uuid), and the `Option`
+/// forms that optional and nullable keys generate.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot hold a user or batch id",
+    label = "recipient and batch-owner fields must be strings (`String`, `Uuid`, or an `Option` of one)"
+)]
 pub trait RecipientId {
     /// The id, when the key is present and not null.
     fn recipient_id(&self) -> Option<&str>;
@@ -149,6 +153,12 @@ pub trait RecipientId {
 impl RecipientId for String {
     fn recipient_id(&self) -> Option<&str> {
         Some(self)
+    }
+}
+
+impl RecipientId for crate::Uuid {
+    fn recipient_id(&self) -> Option<&str> {
+        Some(self.as_str())
     }
 }
 

@@ -4,7 +4,7 @@
 //! The wire format is the one the platform's browsers already read:
 //!
 //! ```json
-//! {"event": "batch_file_added", "data": {...}, "id": "...", "event_id": "...",
+//! {"id": "...", "event": "batch_file_added", "data": {...}, "event_id": "...",
 //!  "category": "file_operations", "priority": "immediate",
 //!  "timestamp": "2025-08-01T08:14:13.512331Z", "correlation_id": "..."}
 //! ```
@@ -12,9 +12,11 @@
 //! `event` and `data` are the contract the frontend was written against; the other keys are added
 //! so that a client can tell copies apart (`id`), trace a notification back to its Kafka event
 //! (`event_id`, `correlation_id`) and sort or filter it (`category`, `priority`, `timestamp`).
+//! `id` comes first so that a relay can read it without parsing the whole message.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::event::{Category, Event, Priority};
 
@@ -75,15 +77,24 @@ pub struct Notification {
     pub timestamp: String,
     /// How long this notification is remembered to suppress a re-sent copy.
     pub dedupe_ttl_seconds: u64,
+    /// SHA-256 of the canonical event type and the whole payload: equal for a redelivered record and
+    /// for the same payload re-sent under a new `event_id`, so it is what duplicates are detected by.
+    pub payload_digest: [u8; 32],
 }
 
 impl Notification {
     /// Builds the notification for `event`, which arrived in the envelope described by `envelope`.
-    pub fn build<E: Event>(event: &E, envelope: EnvelopeRef<'_>) -> Self {
+    pub fn build<E: Event + Serialize>(event: &E, envelope: EnvelopeRef<'_>) -> Self {
         // Generated payloads hold strings, numbers, string-keyed maps and lists, which always
         // serialize to JSON; a failure here would be a generator bug, not bad input.
         let data = serde_json::value::to_raw_value(&NotificationData(event))
             .unwrap_or_else(|error| unreachable!("notification data of {}: {error}", E::NOTIFICATION));
+        let payload =
+            serde_json::to_vec(event).unwrap_or_else(|error| unreachable!("payload of {}: {error}", E::NOTIFICATION));
+        let mut digest = Sha256::new();
+        digest.update(E::EVENT_TYPE.as_bytes());
+        digest.update(b"\n");
+        digest.update(&payload);
         let recipient = event.recipient();
         Notification {
             name: E::NOTIFICATION,
@@ -98,6 +109,7 @@ impl Notification {
             correlation_id: envelope.correlation_id.to_owned(),
             timestamp: envelope.event_timestamp.to_owned(),
             dedupe_ttl_seconds: E::DEDUPE_TTL_SECONDS,
+            payload_digest: digest.finalize().into(),
         }
     }
 
@@ -105,9 +117,9 @@ impl Notification {
     pub fn encode_message(&self, id: &str) -> Vec<u8> {
         #[derive(Serialize)]
         struct Message<'a> {
+            id: &'a str,
             event: &'a str,
             data: &'a RawValue,
-            id: &'a str,
             event_id: &'a str,
             category: &'a str,
             priority: &'a str,
@@ -115,9 +127,9 @@ impl Notification {
             correlation_id: &'a str,
         }
         let message = Message {
+            id,
             event: self.name,
             data: &self.data,
-            id,
             event_id: &self.event_id,
             category: self.category.as_str(),
             priority: self.priority.as_str(),

@@ -189,9 +189,6 @@ mod tests {
             serde_json::from_str("\"2025-08-01T08:14:13.512331Z\"").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(serde_json::to_string(&parsed).ok().as_deref(), Some("\"2025-08-01T08:14:13.512331Z\""));
         let error = serde_json::from_str::<Uuid>("\"nope\"").err().map(|e| e.to_string());
-        assert_eq!(
-            error.as_deref(),
-            Some("expected a UUID (8-4-4-4-12 hex digits), found \"nope\" at line 1 column 6")
-        );
+        assert_eq!(error.as_deref(), Some("expected a UUID (8-4-4-4-12 hex digits), found \"nope\""));
     }
 }

@@ -1,0 +1,6 @@
+#[derive(herald_macros::Event)]
+enum NotAStruct {
+    Created,
+}
+
+fn main() {}

@@ -1,0 +1,5 @@
+#[derive(herald_macros::Event)]
+#[herald(event_type = "e", topic = "t", notification = "n", category = "batch_progress", priority = "low")]
+struct Tuple(String);
+
+fn main() {}

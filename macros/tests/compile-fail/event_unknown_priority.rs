@@ -1,0 +1,15 @@
+#[derive(herald_macros::Event)]
+#[herald(
+    event_type = "e",
+    topic = "t",
+    notification = "n",
+    category = "batch_progress",
+    priority = "urgent",
+    handling = "custom",
+    recipient(user = user_id),
+)]
+struct Created {
+    user_id: String,
+}
+
+fn main() {}

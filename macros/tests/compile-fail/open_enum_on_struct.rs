@@ -1,0 +1,6 @@
+#[derive(herald_macros::OpenEnum)]
+struct Status {
+    value: String,
+}
+
+fn main() {}
