@@ -1,0 +1,247 @@
+//! The Kafka side: ClassCreatedV1 envelopes shaped like the platform's producers write them, sent
+//! at a fixed rate.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use serde::Serialize;
+
+use crate::options::Options;
+use crate::tracker::{SendState, Tracker};
+
+/// The envelope, with keys in the producers' order (events.md): a struct, not a map, because
+/// serde_json sorts map keys.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    event_id: String,
+    event_type: &'a str,
+    event_timestamp: String,
+    source_service: &'a str,
+    schema_version: u32,
+    correlation_id: String,
+    data_schema_uri: Option<&'a str>,
+    data: ClassCreated<'a>,
+    metadata: Option<()>,
+}
+
+#[derive(Serialize)]
+struct ClassCreated<'a> {
+    class_id: &'a str,
+    class_designation: &'a str,
+    course_codes: [&'a str; 1],
+    user_id: &'a str,
+    timestamp: &'a str,
+}
+
+/// The record value for one event: a new event id and correlation id, timestamps with microseconds.
+pub(crate) fn envelope(event_type: &str, source_service: &str, class_id: &str, user: &str, now: SystemTime) -> Vec<u8> {
+    let timestamp = humantime::format_rfc3339_micros(now).to_string();
+    let envelope = Envelope {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_type,
+        event_timestamp: timestamp.clone(),
+        source_service,
+        schema_version: 1,
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        data_schema_uri: None,
+        data: ClassCreated {
+            class_id,
+            class_designation: "Load test class",
+            course_codes: ["ENG5"],
+            user_id: user,
+            timestamp: &timestamp,
+        },
+        metadata: None,
+    };
+    // Strings and numbers only: serializing cannot fail.
+    serde_json::to_vec(&envelope).unwrap_or_else(|error| unreachable!("envelope: {error}"))
+}
+
+/// Kafka delivery failures, by error text.
+pub(crate) type Failures = Arc<Mutex<BTreeMap<String, u64>>>;
+
+pub(crate) struct Producer {
+    producer: FutureProducer,
+    topic: String,
+    event_type: String,
+    source_service: String,
+    pub failures: Failures,
+}
+
+/// How the measured phase went on the producing side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendSummary {
+    /// Events handed to the producer.
+    pub sent: u64,
+    /// From the first event handed over to the last.
+    pub elapsed: Duration,
+}
+
+impl Producer {
+    pub(crate) fn new(options: &Options) -> Result<Producer, KafkaError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &options.brokers)
+            // Send each record at once: batching would add its wait to every latency measured.
+            .set("linger.ms", "0")
+            // Fail a record within a run's time rather than librdkafka's default of 5 minutes.
+            .set("message.timeout.ms", "30000");
+        for (key, value) in &options.kafka_options {
+            config.set(key, value);
+        }
+        Ok(Producer {
+            producer: config.create()?,
+            topic: options.topic.clone(),
+            event_type: options.event_type.clone(),
+            source_service: options.source_service.clone(),
+            failures: Arc::default(),
+        })
+    }
+
+    /// Whether the brokers answer and know the topic.
+    pub(crate) async fn check(&self) -> Result<(), String> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(|error| format!("cannot reach the Kafka brokers: {error}"))?;
+            match metadata.topics().iter().find(|found| found.name() == topic) {
+                Some(found) if found.error().is_none() && !found.partitions().is_empty() => Ok(()),
+                _ => Err(format!("topic {topic:?} does not exist on the brokers; create it first")),
+            }
+        })
+        .await
+        .map_err(|error| error.to_string())?
+    }
+
+    /// Hands one event to the producer, waiting while librdkafka's queue is full.
+    async fn send(&self, class_id: &str, user: &str, before_send: impl Fn()) -> Result<DeliveryFuture, KafkaError> {
+        let payload = envelope(&self.event_type, &self.source_service, class_id, user, SystemTime::now());
+        let mut record = FutureRecord::to(&self.topic).key(user).payload(&payload);
+        loop {
+            before_send();
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Sends one warm-up event, not timed; failures are left to the warm-up's deadline.
+    pub(crate) async fn send_warmup(&self, class_id: &str, user: &str) -> Result<(), KafkaError> {
+        self.send(class_id, user, || {}).await.map(drop)
+    }
+
+    /// Sends every measured event at `rate` per second, round-robin over `users`; acknowledgements
+    /// are tracked in the background.
+    pub(crate) async fn send_events(&self, tracker: &Arc<Tracker>, users: &[String], rate: f64) -> SendSummary {
+        let start = Instant::now();
+        let mut first = None;
+        let mut last = start;
+        let mut sent = 0;
+        for seq in 0..tracker.events() {
+            // Absolute deadlines: a late wake-up is caught up by the next events, not carried.
+            let due = start + Duration::from_secs_f64(seq as f64 / rate);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let class_id = tracker.event_class_id(seq);
+            let user = &users[tracker.user_of(seq)];
+            match self.send(&class_id, user, || tracker.mark_sent(seq)).await {
+                Ok(delivery) => {
+                    sent += 1;
+                    let tracker = Arc::clone(tracker);
+                    let failures = Arc::clone(&self.failures);
+                    tokio::spawn(async move {
+                        let failure = match delivery.await {
+                            Ok(Ok(_)) => None,
+                            Ok(Err((error, _))) => Some(error.to_string()),
+                            Err(_) => Some("the producer dropped the record".to_owned()),
+                        };
+                        tracker.set_state(
+                            seq,
+                            if failure.is_some() { SendState::Failed } else { SendState::Acknowledged },
+                        );
+                        if let Some(failure) = failure {
+                            *failures
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .entry(failure)
+                                .or_insert(0) += 1;
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracker.set_state(seq, SendState::Failed);
+                    *self
+                        .failures
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .entry(error.to_string())
+                        .or_insert(0) += 1;
+                }
+            }
+            first.get_or_insert_with(Instant::now);
+            last = Instant::now();
+        }
+        SendSummary { sent, elapsed: first.map_or(Duration::ZERO, |first| last.duration_since(first)) }
+    }
+
+    /// Waits (up to `timeout`) for every record to be acknowledged or failed.
+    pub(crate) async fn flush(&self, timeout: Duration) {
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_the_producers_shape_and_key_order() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_micros(1_754_036_053_512_331);
+        let bytes = envelope("huleedu.class.created.v1", "herald-loadgen", "lg-r-7", "loadgen-user-3", now);
+        let text = String::from_utf8(bytes).unwrap();
+        let keys: Vec<usize> = [
+            "\"event_id\"",
+            "\"event_type\"",
+            "\"event_timestamp\"",
+            "\"source_service\"",
+            "\"schema_version\"",
+            "\"correlation_id\"",
+            "\"data_schema_uri\"",
+            "\"data\"",
+            "\"metadata\"",
+        ]
+        .iter()
+        .map(|key| text.find(key).unwrap())
+        .collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["event_timestamp"], "2025-08-01T08:14:13.512331Z");
+        assert_eq!(value["schema_version"], 1);
+        assert!(value["data_schema_uri"].is_null() && value["metadata"].is_null());
+        assert_eq!(uuid::Uuid::parse_str(value["event_id"].as_str().unwrap()).unwrap().get_version_num(), 4);
+        assert_eq!(
+            value["data"],
+            serde_json::json!({
+                "class_id": "lg-r-7",
+                "class_designation": "Load test class",
+                "course_codes": ["ENG5"],
+                "user_id": "loadgen-user-3",
+                "timestamp": "2025-08-01T08:14:13.512331Z",
+            })
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Where ownership, deduplication and parked notifications live, and how a published notification
+//! reaches the sockets: in this process (embedded) or through Redis (production).
+//!
+//! Both backends give the same guarantees, so the pipeline does not care which it has:
+//!
+//! - **Publish once.** A notification is published only if its dedupe key is new; marking the key
+//!   and publishing happen together (one Lua script in Redis), so a crash cannot leave a key marked
+//!   for a notification that was never published, nor publish one twice.
+//! - **Deliver or park, atomically.** For an event that names only a batch, the owner lookup and the
+//!   parking happen together, so a notification cannot be parked just after its owner was learnt.
+//! - **Learning an owner delivers what was parked**, in the same step.
+//! - Parked notifications are bounded per batch (the oldest expires early beyond the bound) and
+//!   expire after a TTL; both are counted.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+
+mod memory;
+mod redis;
+
+pub(crate) use self::memory::MemoryBackend;
+pub(crate) use self::redis::RedisBackend;
+
+/// What happened to one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Published to the user's channel.
+    Published { user: String },
+    /// An identical notification was already published.
+    Duplicate,
+    /// Waiting for the batch's owner; `overflow` older notifications expired early to make room.
+    Parked { overflow: u64 },
+}
+
+/// A notification ready to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    /// The full dedupe key (prefix included).
+    pub dedupe_key: String,
+    pub dedupe_ttl_seconds: u64,
+    /// The encoded browser message.
+    pub message: Utf8Bytes,
+}
+
+/// Settings for parked notifications.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parking {
+    pub ttl_seconds: u64,
+    pub max_per_batch: usize,
+    pub owner_ttl_seconds: u64,
+}
+
+/// A failure worth retrying: the store is unreachable. Never a reason to drop a record.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Unavailable(pub String);
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Memory(Arc<MemoryBackend>),
+    Redis(Arc<RedisBackend>),
+}
+
+impl Backend {
+    /// Publishes to `user` unless an identical notification already was.
+    pub(crate) async fn deliver_to_user(&self, user: &str, outgoing: &Outgoing) -> Result<Delivery, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.deliver_to_user(user, outgoing)),
+            Backend::Redis(redis) => redis.deliver_to_user(user, outgoing).await,
+        }
+    }
+
+    /// Publishes to the owner of `batch`, or parks the notification until the owner is known.
+    pub(crate) async fn deliver_to_batch_owner(
+        &self,
+        batch: &str,
+        outgoing: &Outgoing,
+    ) -> Result<Delivery, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.deliver_to_batch_owner(batch, outgoing)),
+            Backend::Redis(redis) => redis.deliver_to_batch_owner(batch, outgoing).await,
+        }
+    }
+
+    /// Records that `user` owns `batch` and publishes what was parked for it; returns how many
+    /// parked notifications were published.
+    pub(crate) async fn learn_owner(&self, batch: &str, user: &str) -> Result<u64, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.learn_owner(batch, user)),
+            Backend::Redis(redis) => redis.learn_owner(batch, user).await,
+        }
+    }
+
+    /// Removes parked notifications whose TTL has passed; returns how many.
+    pub(crate) async fn expire_parked(&self) -> Result<u64, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.expire_parked()),
+            Backend::Redis(redis) => redis.expire_parked().await,
+        }
+    }
+
+    /// Batches with parked notifications (up to `limit`), for owner lookups.
+    pub(crate) async fn parked_batches(&self, limit: usize) -> Result<Vec<String>, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.parked_batches(limit)),
+            Backend::Redis(redis) => redis.parked_batches(limit).await,
+        }
+    }
+
+    /// Whether the store answers.
+    pub(crate) async fn ping(&self) -> Result<(), Unavailable> {
+        match self {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(redis) => redis.ping().await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The Kafka timestamp embedded in a notification id (a UUIDv7: its first 48 bits are milliseconds
+/// since the epoch), read without parsing the rest of the message.
+pub(crate) fn origin_unix_ms(message: &[u8]) -> Option<u64> {
+    // Messages start with `{"id":"` followed by the 36-character id (see `pipeline::notification_id`).
+    let id = message.strip_prefix(br#"{"id":""#)?.get(..13)?;
+    let hex: Vec<u8> = id.iter().copied().filter(|byte| *byte != b'-').collect();
+    let text = std::str::from_utf8(hex.get(..12)?).ok()?;
+    u64::from_str_radix(text, 16).ok()
+}

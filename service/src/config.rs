@@ -1,0 +1,284 @@
+//! Configuration: command-line flags, each with an environment variable (`HERALD_*`), and
+//! optionally a file (`--config FILE` or `HERALD_CONFIG`) of `flag = value` lines.
+//!
+//! Precedence: flags on the command line, then the file, then the environment, then defaults.
+//!
+//! With neither `--kafka-brokers` nor `--redis-url`, herald runs embedded: in-process fan-out and
+//! events accepted over HTTP. With both, it runs in production mode. `herald --help` documents every
+//! setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// herald: real-time notifications for HuleEdu teachers, from Kafka events to WebSockets.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "herald", version, about, long_about = None, args_override_self = true)]
+pub struct Config {
+    /// A file of `flag = value` lines (e.g. `kafka-brokers = kafka:9092`); `#` starts a comment.
+    /// Flags given on the command line win over the file.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve WebSockets (/ws), health (/healthz, /readyz), metrics and event ingest on.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Kafka bootstrap servers (host:port,...). Production mode needs this and --redis-url.
+    #[arg(long, env = "HERALD_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka consumer group; every instance of one deployment uses the same group.
+    #[arg(long, env = "HERALD_KAFKA_GROUP", default_value = "herald")]
+    pub kafka_group: String,
+
+    /// Override an event's topic: NOTIFICATION=TOPIC (e.g. batch_essays_ready=huleedu.els.batch.essays.ready.v1). Repeatable; in the environment, comma-separated.
+    #[arg(long = "topic", env = "HERALD_TOPICS", value_delimiter = ',', value_parser = parse_pair)]
+    pub topic_overrides: Vec<(String, String)>,
+
+    /// A librdkafka setting passed through as KEY=VALUE (e.g. security.protocol=SSL). Repeatable; in the environment, comma-separated.
+    #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_pair)]
+    pub kafka_options: Vec<(String, String)>,
+
+    /// Topic that receives records herald cannot deliver (bad JSON, schema failures, unknown events, oversized).
+    #[arg(long, env = "HERALD_DEAD_LETTER_TOPIC", default_value = "herald.dead-letter.v1")]
+    pub dead_letter_topic: String,
+
+    /// Records larger than this many bytes are dead-lettered unread.
+    #[arg(long, env = "HERALD_MAX_RECORD_BYTES", default_value_t = 1_048_576)]
+    pub max_record_bytes: usize,
+
+    /// Redis URL for ownership, deduplication, parking and cross-instance fan-out.
+    #[arg(long, env = "HERALD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of herald's own Redis keys (channels stay `ws:{user_id}`).
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald:")]
+    pub redis_prefix: String,
+
+    /// Shared secret for HS256 tokens (the default algorithm).
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key for RS256 or ES256 tokens (instead of --jwt-secret).
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Algorithm of --jwt-public-key: RS256 or ES256.
+    #[arg(long, env = "HERALD_JWT_ALGORITHM", default_value = "RS256")]
+    pub jwt_algorithm: String,
+
+    /// Required `aud` claim (e.g. huleedu-platform); unchecked when unset.
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim (e.g. huleedu-identity-service); unchecked when unset.
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew tolerated when checking exp, nbf and iat, in seconds.
+    #[arg(long, env = "HERALD_JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    pub jwt_leeway_seconds: u64,
+
+    /// Connections one user may hold on this instance; the next is closed with 4000.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
+    pub max_connections_per_user: usize,
+
+    /// Notifications queued per connection before the slow-client policy closes it (1013).
+    #[arg(long, env = "HERALD_SEND_QUEUE", default_value_t = 256)]
+    pub send_queue: usize,
+
+    /// Seconds between server pings.
+    #[arg(long, env = "HERALD_PING_INTERVAL_SECONDS", default_value_t = 30)]
+    pub ping_interval_seconds: u64,
+
+    /// Seconds without any frame from the client after which it is dropped.
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT_SECONDS", default_value_t = 75)]
+    pub idle_timeout_seconds: u64,
+
+    /// Largest frame or message a client may send, in bytes.
+    #[arg(long, env = "HERALD_MAX_INBOUND_BYTES", default_value_t = 4096)]
+    pub max_inbound_bytes: usize,
+
+    /// Allowed `Origin` headers for /ws (comma-separated); any origin when unset.
+    #[arg(long, env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Batch-owner lookup base URL (the batch orchestrator); herald calls
+    /// {URL}/internal/v1/batches/{batch_id}/pipeline-state and reads `user_id`.
+    #[arg(long, env = "HERALD_OWNER_LOOKUP_URL")]
+    pub owner_lookup_url: Option<String>,
+
+    /// How long a notification waits for its batch's owner to become known, in seconds.
+    #[arg(long, env = "HERALD_PARKED_TTL_SECONDS", default_value_t = 3600)]
+    pub parked_ttl_seconds: u64,
+
+    /// Most notifications parked per batch; beyond it the oldest expires early.
+    #[arg(long, env = "HERALD_PARKED_MAX_PER_BATCH", default_value_t = 1000)]
+    pub parked_max_per_batch: usize,
+
+    /// How long a learnt batch owner is remembered, in seconds.
+    #[arg(long, env = "HERALD_OWNER_TTL_SECONDS", default_value_t = 30 * 86_400)]
+    pub owner_ttl_seconds: u64,
+
+    /// Accept events over HTTP (POST /v1/events). Always on in embedded mode.
+    #[arg(long, env = "HERALD_HTTP_INGEST")]
+    pub http_ingest: bool,
+
+    /// Seconds allowed for a graceful shutdown after SIGTERM.
+    #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub shutdown_timeout_seconds: u64,
+
+    /// Log format: `json` (structured, the default) or `text`.
+    #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// Parses the command line, reading `--config FILE` (or `HERALD_CONFIG`) first. Help, version
+    /// and usage errors come back as clap errors, which know how to print themselves and exit.
+    pub fn load() -> Result<Config, clap::Error> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let first = Config::try_parse_from(&args)?;
+        let Some(path) = &first.config else { return Ok(first) };
+        let invalid =
+            |message: String| clap::Error::raw(clap::error::ErrorKind::Io, format!("{}: {message}\n", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|error| invalid(error.to_string()))?;
+        let mut combined: Vec<std::ffi::OsString> = args.iter().take(1).cloned().collect();
+        combined.extend(file_args(&text).map_err(invalid)?.into_iter().map(Into::into));
+        combined.extend(args.iter().skip(1).cloned());
+        Config::try_parse_from(combined)
+    }
+}
+
+/// Turns `flag = value` lines into `--flag=value` arguments.
+fn file_args(text: &str) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (flag, value) =
+            line.split_once('=').ok_or_else(|| format!("line {}: expected `flag = value`", number + 1))?;
+        let (flag, value) = (flag.trim().trim_start_matches("--"), value.trim().trim_matches('"'));
+        if flag == "config" {
+            return Err(format!("line {}: a config file cannot name another", number + 1));
+        }
+        args.push(format!("--{flag}={value}"));
+    }
+    Ok(args)
+}
+
+/// The secret embedded mode uses when none is configured, so that the README's run command works on a
+/// fresh machine. It is printed at start-up; never use it in production.
+pub const DEVELOPMENT_SECRET: &str = "herald-development-secret";
+
+impl Config {
+    /// Whether herald runs without Kafka and Redis.
+    pub fn embedded(&self) -> bool {
+        self.kafka_brokers.is_none() && self.redis_url.is_none()
+    }
+
+    /// Checks combinations that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.kafka_brokers, &self.redis_url) {
+            (Some(_), None) => {
+                return Err(
+                    "--kafka-brokers needs --redis-url: Redis carries ownership, deduplication and fan-out".into()
+                );
+            }
+            (None, Some(_)) => return Err("--redis-url needs --kafka-brokers (or neither, for embedded mode)".into()),
+            _ => {}
+        }
+        if !self.embedded() && self.jwt_secret.is_none() && self.jwt_public_key.is_none() {
+            return Err("production mode needs --jwt-secret or --jwt-public-key".into());
+        }
+        if self.jwt_secret.is_some() && self.jwt_public_key.is_some() {
+            return Err("give --jwt-secret or --jwt-public-key, not both".into());
+        }
+        if !matches!(self.jwt_algorithm.as_str(), "RS256" | "ES256") {
+            return Err(format!("--jwt-algorithm must be RS256 or ES256, not {:?}", self.jwt_algorithm));
+        }
+        if self.max_connections_per_user == 0 || self.send_queue == 0 {
+            return Err("--max-connections-per-user and --send-queue must be at least 1".into());
+        }
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            return Err(format!("--log-format must be json or text, not {:?}", self.log_format));
+        }
+        for (notification, _) in &self.topic_overrides {
+            if !herald::EVENTS.iter().any(|event| event.notification == notification) {
+                let known: Vec<&str> = herald::EVENTS.iter().map(|event| event.notification).collect();
+                return Err(format!("--topic {notification}=...: no such notification; known: {known:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic each event is consumed from, after overrides, sorted and without duplicates.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = herald::EVENTS
+            .iter()
+            .map(|event| {
+                self.topic_overrides
+                    .iter()
+                    .rev()
+                    .find(|(notification, _)| notification == event.notification)
+                    .map_or_else(|| event.topic.to_owned(), |(_, topic)| topic.clone())
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    pub(crate) fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_seconds.max(1))
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds.max(1))
+    }
+
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_become_flags_and_the_command_line_wins() {
+        let file = "# herald\nkafka-brokers = kafka:9092\nredis-url = \"redis://r:6379\"\ntopic = batch_essays_ready=a.b\n\njwt-secret = s # inline\n";
+        let mut args = vec!["herald".to_owned()];
+        args.extend(file_args(file).unwrap());
+        args.extend(["--kafka-brokers".to_owned(), "other:9092".to_owned()]);
+        let config = Config::try_parse_from(args).unwrap();
+        assert_eq!(config.kafka_brokers.as_deref(), Some("other:9092"));
+        assert_eq!(config.redis_url.as_deref(), Some("redis://r:6379"));
+        assert_eq!(config.topic_overrides, [("batch_essays_ready".to_owned(), "a.b".to_owned())]);
+        assert!(config.validate().is_ok());
+        assert!(config.topics().contains(&"a.b".to_owned()));
+        assert!(!config.topics().contains(&"huleedu.batch.essays.ready.v1".to_owned()));
+        assert!(file_args("no equals sign").is_err());
+    }
+
+    #[test]
+    fn half_a_production_setup_is_refused() {
+        let config = Config::try_parse_from(["herald", "--kafka-brokers", "k:9092"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("--redis-url"));
+        let config = Config::try_parse_from(["herald"]).unwrap();
+        assert!(config.embedded() && config.validate().is_ok());
+    }
+}

@@ -1,0 +1,85 @@
+//! The HTTP routes: health, readiness, metrics, event ingest and the WebSocket endpoint.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::AppState;
+use crate::backend::{Delivery, now_unix_ms};
+use crate::pipeline::{Outcome, ProcessError};
+
+pub(crate) fn router(app: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/ws/", get(crate::ws::upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics));
+    if app.http_ingest {
+        router = router.route("/v1/events", post(ingest).layer(DefaultBodyLimit::max(app.max_record_bytes)));
+    }
+    router.with_state(app)
+}
+
+/// 200 when every dependency answers, 503 otherwise, with the state of each.
+async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    let redis = app.pipeline.backend().ping().await.map_err(|error| error.0);
+    let kafka = match &app.kafka {
+        Some(kafka) => Some(kafka.ready().await),
+        None => None,
+    };
+    let ok = redis.is_ok() && kafka.as_ref().is_none_or(Result::is_ok);
+    let describe = |result: &Result<(), String>| match result {
+        Ok(()) => json!("ok"),
+        Err(error) => json!(error),
+    };
+    let body = json!({
+        "ready": ok,
+        "mode": if app.kafka.is_some() { "production" } else { "embedded" },
+        "redis": if app.kafka.is_some() { describe(&redis) } else { json!("not used") },
+        "kafka": kafka.as_ref().map_or(json!("not used"), describe),
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &app.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// `POST /v1/events`: the same envelope and validation as a Kafka record.
+async fn ingest(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
+    match app.pipeline.process(&body, now_unix_ms()).await {
+        Ok(Outcome::Handled { name, delivery }) => {
+            let (delivery, user) = match delivery {
+                Delivery::Published { user } => ("published", Some(user)),
+                Delivery::Duplicate => ("duplicate", None),
+                Delivery::Parked { .. } => ("parked", None),
+            };
+            (StatusCode::ACCEPTED, Json(json!({ "notification": name, "delivery": delivery, "user": user })))
+                .into_response()
+        }
+        Ok(Outcome::NoRecipient { name }) => {
+            (StatusCode::ACCEPTED, Json(json!({ "notification": name, "delivery": "no_recipient" }))).into_response()
+        }
+        Err(ProcessError::Invalid { reason, message }) => {
+            app.metrics.dead_letter(reason);
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": reason, "message": message }))).into_response()
+        }
+        Err(ProcessError::Transient(message)) => {
+            app.metrics.retries.inc();
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "unavailable", "message": message })))
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The herald service: consumes the events generated from `event-defs/`, works out which teacher
+//! to notify, and pushes notifications to their authenticated WebSocket connections.
+//!
+//! - [`config`]: flags and environment; embedded mode (no Kafka or Redis) or production.
+//! - `consumer`: the Kafka consumer (at-least-once, dead-lettering bad input).
+//! - `pipeline`: record bytes → generated `route`/`dispatch` → recipient → publish once.
+//! - `backend`: ownership, deduplication, parking and fan-out, in memory or in Redis.
+//! - `hub`: this instance's connections and in-process fan-out of encoded bytes.
+//! - `ws`, `auth`: the WebSocket endpoint and JWT verification.
+//! - `http`, `metrics`: health, readiness, Prometheus metrics, HTTP ingest.
+//!
+//! [`run`] wires them together and returns when the shutdown future completes and everything has
+//! drained.
+
+pub mod config;
+
+mod auth;
+mod backend;
+mod consumer;
+mod http;
+mod hub;
+mod metrics;
+mod pipeline;
+mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+
+/// What every request handler shares.
+pub(crate) struct AppState {
+    pub pipeline: Arc<pipeline::Pipeline>,
+    pub hub: Arc<hub::Hub>,
+    pub authenticator: auth::Authenticator,
+    pub kafka: Option<Arc<consumer::Kafka>>,
+    pub metrics: metrics::Metrics,
+    pub registry: Registry,
+    /// Cancelled on SIGTERM: socket tasks close with 1012 and the consumer stops.
+    pub shutdown: CancellationToken,
+    pub allowed_origins: Vec<String>,
+    pub max_inbound_bytes: usize,
+    pub max_record_bytes: usize,
+    pub http_ingest: bool,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Why herald could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The JWT key could not be loaded.
+    #[error("JWT key: {0}")]
+    Key(String),
+    /// Redis could not be reached at start-up.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The Kafka client could not be created.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Runs herald on `listener` until `shutdown` completes, then drains within the configured bound.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let (metrics, registry) = metrics::Metrics::new();
+    let stop = CancellationToken::new();
+    let authenticator =
+        auth::Authenticator::new(auth_config(&config)?).map_err(|error| StartError::Key(error.to_string()))?;
+    let parking = backend::Parking {
+        ttl_seconds: config.parked_ttl_seconds,
+        max_per_batch: config.parked_max_per_batch.max(1),
+        owner_ttl_seconds: config.owner_ttl_seconds,
+    };
+
+    let (backend, hub, kafka) = match (&config.kafka_brokers, &config.redis_url) {
+        (Some(brokers), Some(redis_url)) => {
+            let (changes, subscriptions) = tokio::sync::mpsc::unbounded_channel();
+            let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, Some(changes), metrics.clone());
+            let redis = backend::RedisBackend::connect(
+                redis_url,
+                config.redis_prefix.clone(),
+                Arc::clone(&hub),
+                subscriptions,
+                parking,
+                metrics.clone(),
+                stop.clone(),
+            )
+            .await
+            .map_err(|error| StartError::Redis(error.0))?;
+            let kafka = consumer::Kafka::connect(&config, brokers, metrics.clone())
+                .map_err(|error| StartError::Kafka(error.to_string()))?;
+            (backend::Backend::Redis(redis), hub, Some(kafka))
+        }
+        _ => {
+            let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, None, metrics.clone());
+            let memory = backend::MemoryBackend::new(Arc::clone(&hub), parking, metrics.clone());
+            (backend::Backend::Memory(Arc::new(memory)), hub, None)
+        }
+    };
+    let lookup = config.owner_lookup_url.clone().map(pipeline::OwnerLookup::new);
+    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), config.redis_prefix.clone(), lookup);
+
+    let app = Arc::new(AppState {
+        pipeline: Arc::clone(&pipeline),
+        hub,
+        authenticator,
+        kafka: kafka.clone(),
+        metrics: metrics.clone(),
+        registry,
+        shutdown: stop.clone(),
+        allowed_origins: config.allowed_origins.clone(),
+        max_inbound_bytes: config.max_inbound_bytes,
+        max_record_bytes: config.max_record_bytes,
+        http_ingest: config.http_ingest || config.embedded(),
+        ping_interval: config.ping_interval(),
+        idle_timeout: config.idle_timeout(),
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(kafka) = kafka {
+        tasks.spawn(kafka.run(Arc::clone(&pipeline), metrics.clone(), stop.clone()));
+    }
+    tasks.spawn(sweep(Arc::clone(&pipeline), stop.clone()));
+
+    let address = listener.local_addr()?;
+    if config.embedded() {
+        print_welcome(&config, address);
+    }
+    tracing::info!(%address, mode = if config.embedded() { "embedded" } else { "production" }, "herald started");
+
+    let server_stop = stop.clone();
+    let server = axum::serve(listener, http::router(Arc::clone(&app)).into_make_service())
+        .with_graceful_shutdown(async move { server_stop.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown.await;
+    tracing::info!("shutting down: stop consuming, commit, close sockets with 1012");
+    stop.cancel();
+    let drained = tokio::time::timeout(config.shutdown_timeout(), async {
+        while tasks.join_next().await.is_some() {}
+        // Socket tasks close with 1012 on their own; wait for them to finish.
+        while app.hub.connection_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = server.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(timeout_seconds = config.shutdown_timeout_seconds, "shutdown timed out; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn auth_config(config: &Config) -> Result<auth::AuthConfig, StartError> {
+    let key = match (&config.jwt_secret, &config.jwt_public_key) {
+        (_, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|error| StartError::Key(format!("cannot read {}: {error}", path.display())))?;
+            match config.jwt_algorithm.as_str() {
+                "ES256" => auth::KeyConfig::Es256 { public_key_pem: pem },
+                _ => auth::KeyConfig::Rs256 { public_key_pem: pem },
+            }
+        }
+        (Some(secret), None) => auth::KeyConfig::Hs256 { secret: secret.as_bytes().to_vec() },
+        (None, None) => auth::KeyConfig::Hs256 { secret: config::DEVELOPMENT_SECRET.as_bytes().to_vec() },
+    };
+    Ok(auth::AuthConfig {
+        key,
+        audience: config.jwt_audience.clone(),
+        issuer: config.jwt_issuer.clone(),
+        leeway_seconds: config.jwt_leeway_seconds,
+    })
+}
+
+/// Expires parked notifications and retries owner lookups every few seconds.
+async fn sweep(pipeline: Arc<pipeline::Pipeline>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(error) = pipeline.sweep().await {
+                    tracing::warn!(%error, "parking sweep failed; will retry");
+                }
+            }
+        }
+    }
+}
+
+/// Tells someone who just ran herald on a fresh machine how to see it work.
+fn print_welcome(config: &Config, address: std::net::SocketAddr) {
+    let host =
+        if address.ip().is_unspecified() { format!("localhost:{}", address.port()) } else { address.to_string() };
+    let secret = config.jwt_secret.as_deref().unwrap_or(config::DEVELOPMENT_SECRET);
+    let token =
+        auth::development_token(secret.as_bytes(), "teacher-1", Duration::from_secs(24 * 3600)).unwrap_or_default();
+    let event = serde_json::json!({
+        "event_id": "6f1c3a52-8d0e-4b7a-9c21-0e5d4f3b2a19",
+        "event_type": "huleedu.class.created.v1",
+        "event_timestamp": "2025-08-01T09:00:00.000001Z",
+        "source_service": "class-management-service",
+        "schema_version": 1,
+        "correlation_id": "0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f",
+        "data_schema_uri": null,
+        "data": {"class_id": "class-1", "class_designation": "9A English", "course_codes": ["ENG5"], "user_id": "teacher-1"},
+        "metadata": null
+    });
+    let secret_note = if config.jwt_secret.is_none() {
+        format!(" (HS256, development secret {:?}: never use it in production)", config::DEVELOPMENT_SECRET)
+    } else {
+        String::new()
+    };
+    println!(
+        "herald is running in embedded mode (no Kafka, no Redis) on http://{host}\n\n\
+         Connect a WebSocket as teacher-1{secret_note}:\n  ws://{host}/ws?token={token}\n\n\
+         Send a sample event (class_created for teacher-1):\n  curl -s -X POST http://{host}/v1/events -H 'content-type: application/json' -d '{event}'\n\n\
+         Health: http://{host}/healthz   Readiness: http://{host}/readyz   Metrics: http://{host}/metrics\n"
+    );
+}

@@ -1,0 +1,108 @@
+//! Prometheus metrics, served at `/metrics`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels naming why something happened (a dead-letter reason, a close code).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Reason {
+    pub reason: String,
+}
+
+/// Every metric herald exports. Cheap to clone: each metric is shared.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    /// Open, authenticated WebSocket connections on this instance.
+    pub connections: Gauge<i64, AtomicI64>,
+    /// Connections closed, by reason (auth, quota, slow_client, idle, client, shutdown).
+    pub connections_closed: Family<Reason, Counter<u64, AtomicU64>>,
+    /// Notifications published (once per event, whatever the number of sockets).
+    pub published: Counter<u64, AtomicU64>,
+    /// Notification copies written to sockets.
+    pub delivered: Counter<u64, AtomicU64>,
+    /// Notifications not published again because an identical one already was.
+    pub deduplicated: Counter<u64, AtomicU64>,
+    /// Notifications parked until their batch's owner is known.
+    pub parked: Counter<u64, AtomicU64>,
+    /// Parked notifications that expired undelivered, by reason (ttl, overflow).
+    pub parked_expired: Family<Reason, Counter<u64, AtomicU64>>,
+    /// Records sent to the dead-letter topic (or rejected over HTTP), by reason.
+    pub dead_lettered: Family<Reason, Counter<u64, AtomicU64>>,
+    /// Transient failures that paused consumption for a retry.
+    pub retries: Counter<u64, AtomicU64>,
+    /// Records behind the end of the assigned partitions, summed.
+    pub consumer_lag: Gauge<i64, AtomicI64>,
+    /// Seconds from a record's Kafka timestamp to its notification being written to a socket.
+    pub kafka_to_socket_seconds: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> (Self, Registry) {
+        let metrics = Metrics {
+            connections: Gauge::default(),
+            connections_closed: Family::default(),
+            published: Counter::default(),
+            delivered: Counter::default(),
+            deduplicated: Counter::default(),
+            parked: Counter::default(),
+            parked_expired: Family::default(),
+            dead_lettered: Family::default(),
+            retries: Counter::default(),
+            consumer_lag: Gauge::default(),
+            kafka_to_socket_seconds: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        };
+        let mut registry = Registry::with_prefix("herald");
+        registry.register("connections", "Open authenticated WebSocket connections", metrics.connections.clone());
+        registry.register("connections_closed", "Connections closed, by reason", metrics.connections_closed.clone());
+        registry.register("notifications_published", "Notifications published", metrics.published.clone());
+        registry.register(
+            "notifications_delivered",
+            "Notification copies written to sockets",
+            metrics.delivered.clone(),
+        );
+        registry.register(
+            "notifications_deduplicated",
+            "Duplicate notifications suppressed",
+            metrics.deduplicated.clone(),
+        );
+        registry.register(
+            "notifications_parked",
+            "Notifications parked awaiting a batch owner",
+            metrics.parked.clone(),
+        );
+        registry.register(
+            "notifications_parked_expired",
+            "Parked notifications expired undelivered",
+            metrics.parked_expired.clone(),
+        );
+        registry.register("records_dead_lettered", "Records dead-lettered, by reason", metrics.dead_lettered.clone());
+        registry.register("transient_retries", "Transient failures retried", metrics.retries.clone());
+        registry.register("consumer_lag", "Kafka records not yet consumed", metrics.consumer_lag.clone());
+        registry.register(
+            "kafka_to_socket_seconds",
+            "Latency from Kafka record timestamp to socket write",
+            metrics.kafka_to_socket_seconds.clone(),
+        );
+        (metrics, registry)
+    }
+
+    pub(crate) fn dead_letter(&self, reason: &str) {
+        self.dead_lettered.get_or_create(&Reason { reason: reason.to_owned() }).inc();
+    }
+
+    pub(crate) fn closed(&self, reason: &str) {
+        self.connections_closed.get_or_create(&Reason { reason: reason.to_owned() }).inc();
+    }
+
+    pub(crate) fn expired(&self, reason: &str, count: u64) {
+        self.parked_expired.get_or_create(&Reason { reason: reason.to_owned() }).inc_by(count);
+    }
+}

@@ -1,0 +1,281 @@
+//! From record bytes to a published notification: route, handle, find the teacher, publish once.
+//!
+//! Kafka records and HTTP-ingested events take this same path. The outcome tells the caller what
+//! to do with the record: commit it, dead-letter it, or (on a transient fault) retry it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use herald::runtime::Notification;
+use herald::{EventEnvelope, EventHandler};
+use serde_json::value::RawValue;
+
+use crate::backend::{Backend, Delivery, Outgoing, Unavailable};
+use crate::metrics::Metrics;
+
+/// Why a record was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProcessError {
+    /// The record can never be delivered: dead-letter it and move on.
+    #[error("{message}")]
+    Invalid { reason: &'static str, message: String },
+    /// A dependency is down: retry the same record later, never skip it.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<Unavailable> for ProcessError {
+    fn from(error: Unavailable) -> Self {
+        ProcessError::Transient(error.0)
+    }
+}
+
+/// What happened to a record that was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Published (or parked) as notification `name`.
+    Handled { name: &'static str, delivery: Delivery },
+    /// The event names nobody who could ever be notified (no user and no batch).
+    NoRecipient { name: &'static str },
+}
+
+/// Finds batch owners through the batch orchestrator's HTTP API.
+pub(crate) struct OwnerLookup {
+    client: reqwest::Client,
+    base_url: String,
+}
+
+impl OwnerLookup {
+    pub(crate) fn new(base_url: String) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
+        OwnerLookup { client, base_url: base_url.trim_end_matches('/').to_owned() }
+    }
+
+    /// The owner of `batch`, or `None` when the orchestrator does not know it or cannot be reached
+    /// (the notification then stays parked; lookups are retried by the parking sweeper).
+    pub(crate) async fn owner_of(&self, batch: &str) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct PipelineState {
+            user_id: Option<String>,
+        }
+        let url = format!("{}/internal/v1/batches/{batch}/pipeline-state", self.base_url);
+        let response = match self.client.get(&url).send().await {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                tracing::debug!(batch, status = response.status().as_u16(), "owner lookup found nothing");
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(batch, %error, "owner lookup failed");
+                return None;
+            }
+        };
+        let state: PipelineState = response.json().await.ok()?;
+        state.user_id.filter(|user| herald::runtime::event::is_real_user_id(user))
+    }
+}
+
+pub(crate) struct Pipeline {
+    backend: Backend,
+    metrics: Metrics,
+    redis_prefix: String,
+    lookup: Option<OwnerLookup>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        backend: Backend,
+        metrics: Metrics,
+        redis_prefix: String,
+        lookup: Option<OwnerLookup>,
+    ) -> Arc<Self> {
+        Arc::new(Pipeline { backend, metrics, redis_prefix, lookup })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Routes and handles one record. `origin_unix_ms` is the record's Kafka timestamp (or the time
+    /// it was received over HTTP).
+    pub(crate) async fn process(&self, bytes: &[u8], origin_unix_ms: u64) -> Result<Outcome, ProcessError> {
+        let envelope = herald::route(bytes)
+            .map_err(|error| ProcessError::Invalid { reason: error.reason(), message: error.to_string() })?;
+        let span = tracing::info_span!(
+            "event",
+            event_id = %envelope.event_id,
+            event_type = %envelope.event_type,
+            correlation_id = %envelope.correlation_id,
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
+        );
+        if let Some((trace_id, parent_span_id)) = traceparent(&envelope) {
+            span.record("trace_id", trace_id).record("parent_span_id", parent_span_id);
+        }
+        let handler = RecordHandler { pipeline: self, origin_unix_ms, outcome: std::sync::Mutex::new(None) };
+        tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await?;
+        handler
+            .outcome
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .ok_or_else(|| ProcessError::Transient("the handler delivered nothing".into()))
+    }
+
+    /// Publishes one notification, learning and using batch ownership as needed.
+    async fn deliver(&self, notification: Notification, origin_unix_ms: u64) -> Result<Outcome, ProcessError> {
+        if let Some((batch, user)) = &notification.batch_owner {
+            let released = self.backend.learn_owner(batch, user).await?;
+            if released > 0 {
+                self.metrics.published.inc_by(released);
+                tracing::info!(batch, user, released, "batch owner learnt; parked notifications delivered");
+            }
+        }
+        let id = notification_id(origin_unix_ms, &notification.payload_digest);
+        let outgoing = Outgoing {
+            dedupe_key: format!("{}dedupe:{}", self.redis_prefix, hex(&notification.payload_digest)),
+            dedupe_ttl_seconds: notification.dedupe_ttl_seconds,
+            message: Utf8Bytes::from(utf8(notification.encode_message(&id))),
+        };
+        let name = notification.name;
+        let delivery = match (&notification.user, &notification.batch) {
+            (Some(user), _) => self.backend.deliver_to_user(user, &outgoing).await?,
+            (None, Some(batch)) => {
+                let delivery = self.backend.deliver_to_batch_owner(batch, &outgoing).await?;
+                if matches!(delivery, Delivery::Parked { .. })
+                    && let Some(lookup) = &self.lookup
+                    && let Some(owner) = lookup.owner_of(batch).await
+                {
+                    // Learning the owner publishes what is parked for the batch, this one included.
+                    let released = self.backend.learn_owner(batch, &owner).await?;
+                    self.metrics.published.inc_by(released);
+                    tracing::info!(notification = name, batch, user = owner, released, "batch owner found by lookup");
+                    return Ok(Outcome::Handled { name, delivery: Delivery::Published { user: owner } });
+                }
+                delivery
+            }
+            (None, None) => {
+                self.metrics.expired("no_recipient", 1);
+                tracing::warn!(notification = name, "event names no user and no batch; nobody can be notified");
+                return Ok(Outcome::NoRecipient { name });
+            }
+        };
+        match &delivery {
+            Delivery::Published { user } => {
+                self.metrics.published.inc();
+                tracing::info!(notification = name, user, id, "published");
+            }
+            Delivery::Duplicate => {
+                self.metrics.deduplicated.inc();
+                tracing::info!(notification = name, "duplicate suppressed");
+            }
+            Delivery::Parked { overflow } => {
+                self.metrics.parked.inc();
+                if *overflow > 0 {
+                    self.metrics.expired("overflow", *overflow);
+                    tracing::warn!(
+                        batch = notification.batch,
+                        overflow,
+                        "parked notifications expired early: too many for one batch"
+                    );
+                }
+                tracing::info!(
+                    notification = name,
+                    batch = notification.batch,
+                    "parked until the batch owner is known"
+                );
+            }
+        }
+        Ok(Outcome::Handled { name, delivery })
+    }
+
+    /// One pass of the parking sweeper: expire what is due and retry owner lookups.
+    pub(crate) async fn sweep(&self) -> Result<(), Unavailable> {
+        let expired = self.backend.expire_parked().await?;
+        if expired > 0 {
+            self.metrics.expired("ttl", expired);
+            tracing::warn!(expired, "parked notifications expired: their batch owner never became known");
+        }
+        if let Some(lookup) = &self.lookup {
+            for batch in self.backend.parked_batches(100).await? {
+                if let Some(owner) = lookup.owner_of(&batch).await {
+                    let released = self.backend.learn_owner(&batch, &owner).await?;
+                    self.metrics.published.inc_by(released);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The handler for one record: the generated trait methods call `deliver` for every declarative
+/// event; unknown event types are invalid input.
+struct RecordHandler<'a> {
+    pipeline: &'a Pipeline,
+    origin_unix_ms: u64,
+    outcome: std::sync::Mutex<Option<Outcome>>,
+}
+
+impl EventHandler for RecordHandler<'_> {
+    type Error = ProcessError;
+
+    async fn deliver(&self, notification: Notification) -> Result<(), ProcessError> {
+        let outcome = self.pipeline.deliver(notification, self.origin_unix_ms).await?;
+        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
+        Ok(())
+    }
+
+    async fn handle_unknown(&self, envelope: &EventEnvelope<Box<RawValue>>) -> Result<(), ProcessError> {
+        Err(ProcessError::Invalid {
+            reason: "unknown_event_type",
+            message: format!("no event definition claims event_type {:?}", envelope.event_type),
+        })
+    }
+}
+
+/// The W3C trace context of an envelope: (trace id, parent span id).
+fn traceparent<D>(envelope: &EventEnvelope<D>) -> Option<(String, String)> {
+    let value = envelope.metadata.as_ref()?.as_ref()?.traceparent.as_ref()?;
+    let mut parts = value.split('-');
+    let (_version, trace_id, parent_id) = (parts.next()?, parts.next()?, parts.next()?);
+    let valid = |text: &str, len: usize| text.len() == len && text.bytes().all(|byte| byte.is_ascii_hexdigit());
+    (valid(trace_id, 32) && valid(parent_id, 16)).then(|| (trace_id.to_owned(), parent_id.to_owned()))
+}
+
+/// serde_json writes UTF-8, so this never copies; the fallback only guards the type conversion.
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A UUIDv7 whose timestamp is the record's Kafka timestamp and whose other bits come from the
+/// payload digest: the same record always gets the same id (so a client can drop a repeated copy),
+/// and a relay can read the Kafka timestamp back for the latency histogram.
+pub(crate) fn notification_id(unix_ms: u64, digest: &[u8; 32]) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+    bytes[6..].copy_from_slice(&digest[..10]);
+    bytes[6] = 0x70 | (bytes[6] & 0x0f);
+    bytes[8] = 0x80 | (bytes[8] & 0x3f);
+    let hex = hex(&bytes);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_ids_are_uuid_v7_carrying_the_timestamp() {
+        let id = notification_id(1_754_036_053_512, &[0xab; 32]);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "7");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+        let message = format!(r#"{{"id":"{id}","event":"x"}}"#);
+        assert_eq!(crate::backend::origin_unix_ms(message.as_bytes()), Some(1_754_036_053_512));
+        assert_eq!(id, notification_id(1_754_036_053_512, &[0xab; 32]), "deterministic");
+    }
+}

@@ -1,0 +1,213 @@
+//! The WebSocket endpoint: `/ws` and `/ws/`.
+//!
+//! Every connection is upgraded before its token is checked, because a browser cannot see an HTTP
+//! 403 at the handshake (it reports an anonymous 1006); a rejected token is closed with 1008 and a
+//! JSON reason instead. Close codes:
+//!
+//! | code | when |
+//! |---|---|
+//! | 1008 | the token is missing or invalid (reason: `{"error_code": ..., "message": ...}`) |
+//! | 4000 | the user already holds the maximum number of connections (`QUOTA_EXCEEDED`) |
+//! | 1013 | the connection's send queue filled up: the client is too slow (`SLOW_CONSUMER`) |
+//! | 1001 | the client stopped answering pings, or stopped reading (`IDLE_TIMEOUT`) |
+//! | 1012 | the server is shutting down; reconnect to another instance (`SERVICE_RESTART`) |
+//!
+//! One task per socket reads client frames and writes queued notifications; client frames never
+//! block delivery for long, since the only reply they can cause is a pong.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::auth::{self, AuthError};
+use crate::backend::now_unix_ms;
+
+/// Close codes, as documented above.
+mod close {
+    pub(super) const POLICY: u16 = 1008;
+    pub(super) const QUOTA: u16 = 4000;
+    pub(super) const TRY_AGAIN_LATER: u16 = 1013;
+    pub(super) const GOING_AWAY: u16 = 1001;
+    pub(super) const SERVICE_RESTART: u16 = 1012;
+}
+
+/// The per-socket read buffer (see `upgrade`).
+const READ_BUFFER_BYTES: usize = 4096;
+
+pub(crate) async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !app.allowed_origins.is_empty() {
+        let origin = headers.get(header::ORIGIN).and_then(|origin| origin.to_str().ok()).unwrap_or_default();
+        if !app.allowed_origins.iter().any(|allowed| allowed == origin) {
+            app.metrics.closed("origin");
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
+    let extracted = auth::extract_token(&headers, uri.query());
+    // tungstenite reads into a 128 KiB buffer by default, filled on the first read: most of an idle
+    // socket's memory. Client frames are small (pings) and capped anyway, so a small buffer does.
+    let mut upgrade = upgrade
+        .max_message_size(app.max_inbound_bytes)
+        .max_frame_size(app.max_inbound_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES);
+    if let Some(protocol) = extracted.as_ref().and_then(|token| token.echo_protocol.clone()) {
+        upgrade = upgrade.protocols([protocol]);
+    }
+    let verified = match &extracted {
+        Some(token) => app.authenticator.verify(&token.token),
+        None => Err(AuthError::Missing),
+    };
+    upgrade.on_upgrade(move |socket| serve(socket, app, verified))
+}
+
+/// The reply to the documented client ping.
+const PONG: &str = r#"{"type":"pong"}"#;
+
+/// How long a close frame may wait to be written. A client that stopped reading cannot take it (it
+/// queues behind the notifications the client has not read), and must not keep its task forever.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn close_with(socket: &mut WebSocket, code: u16, reason: String) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// Why a socket task ends a connection that is otherwise working.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// A write to the client failed: nothing more can be told to it.
+    Client,
+    /// The slow-client policy (see `hub`): 1013.
+    Slow,
+    /// The service is shutting down: 1012.
+    Shutdown,
+    /// The client has not answered pings, or has not taken a write, for the idle timeout: 1001.
+    Idle,
+}
+
+impl Stop {
+    /// Sends the close frame this stop calls for; returns the reason for metrics.
+    async fn close(self, socket: &mut WebSocket) -> &'static str {
+        match self {
+            Stop::Client => "client",
+            Stop::Slow => {
+                let reason = reason("SLOW_CONSUMER", "Too many undelivered notifications; reconnect");
+                close_with(socket, close::TRY_AGAIN_LATER, reason).await;
+                "slow_client"
+            }
+            Stop::Shutdown => {
+                let reason = reason("SERVICE_RESTART", "Server restarting; reconnect");
+                close_with(socket, close::SERVICE_RESTART, reason).await;
+                "shutdown"
+            }
+            Stop::Idle => {
+                close_with(socket, close::GOING_AWAY, reason("IDLE_TIMEOUT", "No answer to pings")).await;
+                "idle"
+            }
+        }
+    }
+}
+
+/// Writes `message` unless the connection must end first. A client that stops reading fills the TCP
+/// buffers, and a write then waits for it indefinitely while nothing else in the socket loop runs;
+/// so every write races shutdown and the slow-client policy, and a write the client has not taken
+/// within the idle timeout ends the connection like silence does.
+async fn write(socket: &mut WebSocket, message: Message, slow: &CancellationToken, app: &AppState) -> Result<(), Stop> {
+    tokio::select! {
+        biased;
+        () = app.shutdown.cancelled() => Err(Stop::Shutdown),
+        () = slow.cancelled() => Err(Stop::Slow),
+        written = socket.send(message) => written.map_err(|_| Stop::Client),
+        () = tokio::time::sleep(app.idle_timeout) => Err(Stop::Idle),
+    }
+}
+
+fn reason(error_code: &str, message: &str) -> String {
+    serde_json::json!({ "error_code": error_code, "message": message }).to_string()
+}
+
+async fn serve(mut socket: WebSocket, app: Arc<AppState>, verified: Result<String, AuthError>) {
+    let user = match verified {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::info!(error = %error, "connection rejected");
+            app.metrics.closed("auth");
+            close_with(&mut socket, close::POLICY, error.close_reason()).await;
+            return;
+        }
+    };
+    let Ok(mut registration) = app.hub.register(&user) else {
+        tracing::info!(user, "connection refused: too many connections");
+        app.metrics.closed("quota");
+        close_with(&mut socket, close::QUOTA, reason("QUOTA_EXCEEDED", "Connection limit exceeded")).await;
+        return;
+    };
+    tracing::debug!(user, "connected");
+    let mut pings = tokio::time::interval(app.ping_interval);
+    pings.reset();
+    let mut last_heard = Instant::now();
+    let why = loop {
+        tokio::select! {
+            () = app.shutdown.cancelled() => break Stop::Shutdown.close(&mut socket).await,
+            () = registration.slow.cancelled() => break Stop::Slow.close(&mut socket).await,
+            outbound = registration.receiver.recv() => {
+                let Some(outbound) = outbound else { break "server" };
+                let message = Message::Text(outbound.message);
+                if let Err(stop) = write(&mut socket, message, &registration.slow, &app).await {
+                    break stop.close(&mut socket).await;
+                }
+                app.metrics.delivered.inc();
+                if let Some(origin) = outbound.origin_unix_ms {
+                    let elapsed_ms = now_unix_ms().saturating_sub(origin);
+                    app.metrics.kafka_to_socket_seconds.observe(elapsed_ms as f64 / 1000.0);
+                }
+            }
+            frame = socket.recv() => {
+                let Some(Ok(frame)) = frame else { break "client" };
+                last_heard = Instant::now();
+                match frame {
+                    Message::Text(text) if is_ping(&text) => {
+                        let pong = Message::Text(Utf8Bytes::from_static(PONG));
+                        if let Err(stop) = write(&mut socket, pong, &registration.slow, &app).await {
+                            break stop.close(&mut socket).await;
+                        }
+                    }
+                    Message::Close(_) => break "client",
+                    // Other frames (pongs, unknown text) only prove the client is alive.
+                    _ => {}
+                }
+            }
+            _ = pings.tick() => {
+                if last_heard.elapsed() > app.idle_timeout {
+                    break Stop::Idle.close(&mut socket).await;
+                }
+                let ping = Message::Ping(bytes::Bytes::new());
+                if let Err(stop) = write(&mut socket, ping, &registration.slow, &app).await {
+                    break stop.close(&mut socket).await;
+                }
+            }
+        }
+    };
+    app.metrics.closed(why);
+    tracing::debug!(user, why, "disconnected");
+}
+
+/// Whether a client frame is the documented application-level ping, `{"type":"ping"}`.
+fn is_ping(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+    }
+    serde_json::from_str::<Frame<'_>>(text).is_ok_and(|frame| frame.kind == Some("ping"))
+}

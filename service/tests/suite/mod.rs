@@ -1,0 +1,12 @@
+//! - `harness`: starting herald, Kafka and WebSocket clients, unique names per test.
+//! - `websocket`: authentication, close codes, limits and ping/pong (embedded mode).
+//! - `kafka_flow`: every event to the right teacher, ownership, parking, duplicates, dead letters.
+//! - `lookup`: batch owners found through the orchestrator's HTTP API.
+//! - `resilience`: crash and restart, two instances in one group, graceful shutdown.
+
+pub(crate) mod harness;
+
+mod kafka_flow;
+mod lookup;
+mod resilience;
+mod websocket;
