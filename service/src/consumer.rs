@@ -134,11 +134,9 @@ impl Kafka {
                     // Broker gone, rebalance in progress: librdkafka recovers
                     // by itself; wait a little so an outage does not spin.
                     tracing::warn!(%error, "kafka consumer error");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(error_backoff) => {}
+                    if !crate::pause(&shutdown, &mut error_backoff).await {
+                        break;
                     }
-                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
@@ -194,7 +192,7 @@ impl Kafka {
                     Err(ProcessError::Transient(error)) => {
                         metrics.retries.inc();
                         tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "transient failure; retrying the same record");
-                        if !pause(shutdown, &mut backoff).await {
+                        if !crate::pause(shutdown, &mut backoff).await {
                             return false;
                         }
                         continue;
@@ -211,7 +209,7 @@ impl Kafka {
                 Err(error) => {
                     metrics.retries.inc();
                     tracing::warn!(%error, "cannot write to the dead-letter topic; retrying");
-                    if !pause(shutdown, &mut backoff).await {
+                    if !crate::pause(shutdown, &mut backoff).await {
                         return false;
                     }
                 }
@@ -243,15 +241,5 @@ impl Kafka {
             record = record.payload(payload);
         }
         self.producer.send(record, Duration::from_secs(10)).await.map(drop).map_err(|(error, _)| error.to_string())
-    }
-}
-
-/// Sleeps for the backoff (doubling it up to 5 s); false if shutdown came first.
-async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(wait) => true,
     }
 }

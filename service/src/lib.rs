@@ -189,6 +189,18 @@ fn auth_config(config: &Config) -> Result<auth::AuthConfig, StartError> {
     })
 }
 
+/// Sleeps for `backoff`, then doubles it (up to 5 s) for next time; false if shutdown came first.
+/// Every retry loop in herald waits through this, so none spins during an outage and none delays
+/// a shutdown.
+pub(crate) async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
 /// Expires parked notifications and retries owner lookups every few seconds.
 async fn sweep(pipeline: Arc<pipeline::Pipeline>, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(5));

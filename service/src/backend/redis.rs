@@ -285,11 +285,9 @@ async fn subscribe(
             Ok(pubsub) => pubsub.split(),
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "redis subscriber cannot connect");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+                if !crate::pause(&shutdown, &mut backoff).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -301,11 +299,9 @@ async fn subscribe(
             && let Err(error) = sink.subscribe(&channels).await
         {
             tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "redis subscriber cannot resubscribe");
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+            if !crate::pause(&shutdown, &mut backoff).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         }
         tracing::info!(channels = channels.len(), "redis subscriber connected");
