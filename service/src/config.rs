@@ -131,6 +131,12 @@ pub struct Config {
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
 
+    /// OTLP/HTTP endpoint that receives traces (e.g. http://collector:4318/v1/traces). Spans
+    /// continue the producer's trace from `metadata.traceparent`; without an endpoint they are only
+    /// logged.
+    #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Log format: `json` (structured, the default) or `text`.
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

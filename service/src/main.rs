@@ -3,17 +3,32 @@
 use std::process::ExitCode;
 
 use herald_service::Config;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::load().unwrap_or_else(|error| error.exit());
+    let tracer_provider = match tracer_provider(config.otlp_endpoint.as_deref()) {
+        Ok(provider) => provider,
+        Err(error) => {
+            eprintln!("herald: cannot set up trace export: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    if config.log_format == "text" {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+    let spans = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("herald"));
+    let logs = if config.log_format == "text" {
+        tracing_subscriber::fmt::layer().boxed()
     } else {
-        tracing_subscriber::fmt().json().with_current_span(true).with_span_list(false).with_env_filter(filter).init();
-    }
+        tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).boxed()
+    };
+    tracing_subscriber::registry().with(filter).with(logs).with(spans).init();
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -21,13 +36,26 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match herald_service::run(config, listener, terminated()).await {
+    let result = herald_service::run(config, listener, terminated()).await;
+    // Sends spans still buffered for export.
+    let _ = tracer_provider.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("herald: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The OpenTelemetry tracer provider: exporting over OTLP/HTTP when an endpoint is configured,
+/// otherwise only giving spans their trace context (which the logs then carry).
+fn tracer_provider(endpoint: Option<&str>) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name("herald").build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = endpoint else { return Ok(builder.build()) };
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(endpoint).build()?;
+    Ok(builder.with_batch_exporter(exporter).build())
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -110,8 +110,12 @@ impl Pipeline {
             trace_id = tracing::field::Empty,
             parent_span_id = tracing::field::Empty,
         );
-        if let Some((trace_id, parent_span_id)) = traceparent(&envelope) {
-            span.record("trace_id", trace_id).record("parent_span_id", parent_span_id);
+        if let Some(parent) = trace_parent(&envelope) {
+            let remote = opentelemetry::trace::TraceContextExt::span(&parent).span_context().clone();
+            span.record("trace_id", remote.trace_id().to_string())
+                .record("parent_span_id", remote.span_id().to_string());
+            // Only fails if the span was already entered, which it has not been.
+            let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         }
         let handler = RecordHandler { pipeline: self, origin_unix_ms, outcome: std::sync::Mutex::new(None) };
         tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await?;
@@ -233,13 +237,19 @@ impl EventHandler for RecordHandler<'_> {
     }
 }
 
-/// The W3C trace context of an envelope: (trace id, parent span id).
-fn traceparent<D>(envelope: &EventEnvelope<D>) -> Option<(String, String)> {
-    let value = envelope.metadata.as_ref()?.as_ref()?.traceparent.as_ref()?;
-    let mut parts = value.split('-');
-    let (_version, trace_id, parent_id) = (parts.next()?, parts.next()?, parts.next()?);
-    let valid = |text: &str, len: usize| text.len() == len && text.bytes().all(|byte| byte.is_ascii_hexdigit());
-    (valid(trace_id, 32) && valid(parent_id, 16)).then(|| (trace_id.to_owned(), parent_id.to_owned()))
+/// The producer's span, from the envelope's W3C trace context (`metadata.traceparent` and
+/// `tracestate`), so that the span handling the event continues the producer's trace.
+fn trace_parent<D>(envelope: &EventEnvelope<D>) -> Option<opentelemetry::Context> {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    let metadata = envelope.metadata.as_ref()?.as_ref()?;
+    let mut carrier = std::collections::HashMap::new();
+    carrier.insert("traceparent".to_owned(), metadata.traceparent.clone()?);
+    if let Some(state) = &metadata.tracestate {
+        carrier.insert("tracestate".to_owned(), state.clone());
+    }
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    parent.span().span_context().is_valid().then_some(parent)
 }
 
 /// serde_json writes UTF-8, so this never copies; the fallback only guards the type conversion.
@@ -266,7 +276,39 @@ pub(crate) fn notification_id(unix_ms: u64, digest: &[u8; 32]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     use super::*;
+    use crate::backend::{MemoryBackend, Parking};
+    use crate::hub::Hub;
+
+    #[tokio::test]
+    async fn a_traceparent_becomes_the_parent_of_the_span_that_handles_the_event() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let (metrics, _) = Metrics::new();
+        let hub = Hub::new(5, 8, None, metrics.clone());
+        let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
+        let backend = Backend::Memory(Arc::new(MemoryBackend::new(hub, parking, metrics.clone())));
+        let pipeline = Pipeline::new(backend, metrics, "test:".into(), None);
+
+        let envelope = include_bytes!("../../tests/fixtures/envelopes/batch_file_removed/traced.compact.json");
+        let outcome = pipeline.process(envelope, 0).await.unwrap();
+        assert!(matches!(outcome, Outcome::Handled { name: "batch_file_removed", .. }), "{outcome:?}");
+
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let span = spans.iter().find(|span| span.name == "event").expect("the event span was exported");
+        // metadata.traceparent = 00-b1051ff33be4f55e51665cd9f067b895-62d1c427e16c0d06-01
+        assert_eq!(span.span_context.trace_id().to_string(), "b1051ff33be4f55e51665cd9f067b895");
+        assert_eq!(span.parent_span_id.to_string(), "62d1c427e16c0d06");
+        assert_eq!(span.span_context.trace_state().header(), "rojo=00f067aa0ba902b7");
+    }
 
     #[test]
     fn notification_ids_are_uuid_v7_carrying_the_timestamp() {

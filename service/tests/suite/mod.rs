@@ -3,10 +3,12 @@
 //! - `kafka_flow`: every event to the right teacher, ownership, parking, duplicates, dead letters.
 //! - `lookup`: batch owners found through the orchestrator's HTTP API.
 //! - `resilience`: crash and restart, two instances in one group, graceful shutdown.
+//! - `trace_context`: the producer's trace context continues into exported spans.
 
 pub(crate) mod harness;
 
 mod kafka_flow;
 mod lookup;
 mod resilience;
+mod trace_context;
 mod websocket;
