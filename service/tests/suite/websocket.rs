@@ -322,13 +322,9 @@ async fn the_server_pings_and_drops_clients_that_stay_silent() {
     assert!(listened >= Duration::from_secs(3), "four pings a second apart took {listened:?}");
     raw_ping_pong(&mut listening).await;
     assert_eq!(herald.metric(r#"herald_connections_closed_total{reason="idle"}"#).await, 1.0, "only the silent one");
-    // Idle means no frame for longer than the timeout, checked at each ping tick: between 2 and 3 s
-    // after herald's side of the connection started (a little before `silent_since`), seen here
-    // when the metric is next polled.
-    assert!(
-        (Duration::from_millis(1900)..Duration::from_secs(5)).contains(&silent_after),
-        "the silent client was dropped after {silent_after:?}"
-    );
+    // Idle means no frame for longer than the timeout (2 s), checked at each ping tick, so never
+    // before it; how long after it depends on the machine's load, so only the lower bound is firm.
+    assert!(silent_after >= Duration::from_millis(1900), "the silent client was dropped after {silent_after:?}");
     let transcript = silent.read_to_end().await;
     let (last, before) = transcript.frames.split_last().expect("frames from the server");
     assert!(before.iter().all(|frame| *frame == Frame::Ping), "{transcript:?}");
@@ -488,7 +484,7 @@ async fn sigterm_closes_every_socket_with_1012_and_exits_cleanly() {
     let status = herald.terminate().await;
     let took = started.elapsed();
     assert!(status.success(), "herald exited with {status}:\n{}", herald.log_tail());
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?} (the bound is 10 s)");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}; the bound is 10 s");
     for socket in &mut sockets {
         let (code, reason) = socket.closed().await;
         assert_eq!(code, 1012, "{reason}");
