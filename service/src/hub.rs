@@ -4,6 +4,10 @@
 //! bytes; the hub hands the same `Bytes` to every connection of its user. Nothing is serialized per
 //! socket and no lock is held across an `.await`.
 //!
+//! A connection is only handed to its socket task once this instance listens on the user's Redis
+//! channel (the subscriber confirms the `SUBSCRIBE`), so every notification published after the
+//! browser's WebSocket opened reaches it.
+//!
 //! Slow-client policy: each connection has a bounded queue (`--send-queue`). When a notification
 //! finds it full, the connection is closed with 1013 ("try again later") rather than letting one slow
 //! browser hold memory or delay others; the browser client reconnects. The notification is not
@@ -14,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -30,8 +34,24 @@ pub(crate) struct Outbound {
 /// A change in the set of users this instance has sockets for, which the Redis subscriber follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SubscriptionChange {
-    Subscribe(String),
+    /// Listen to the user's channel, then confirm `generation` (see [`Hub::confirm`]).
+    Subscribe {
+        user: String,
+        generation: u64,
+    },
     Unsubscribe(String),
+}
+
+/// A user's connections on this instance.
+struct UserConnections {
+    connections: Vec<Connection>,
+    /// Tells this entry apart from an earlier one of the same user, whose late confirmation must not
+    /// count (the user may have left and come back while a `SUBSCRIBE` was in flight).
+    generation: u64,
+    /// Whether the subscriber has confirmed it listens to the user's channel.
+    subscribed: bool,
+    /// Registrations waiting for that confirmation.
+    waiting: Vec<oneshot::Sender<()>>,
 }
 
 struct Connection {
@@ -42,7 +62,7 @@ struct Connection {
 }
 
 pub(crate) struct Hub {
-    connections: Mutex<HashMap<String, Vec<Connection>>>,
+    users: Mutex<HashMap<String, UserConnections>>,
     /// Where subscription changes go; `None` in embedded mode, which needs no subscriptions.
     subscriptions: Option<mpsc::UnboundedSender<SubscriptionChange>>,
     max_per_user: usize,
@@ -60,6 +80,8 @@ pub(crate) struct Registration {
     pub receiver: mpsc::Receiver<Outbound>,
     /// Cancelled by the slow-client policy.
     pub slow: CancellationToken,
+    /// Fires when the user's channel is listened to; `None` when it already was.
+    subscribed: Option<oneshot::Receiver<()>>,
 }
 
 /// The user already has the maximum number of connections on this instance.
@@ -74,7 +96,7 @@ impl Hub {
         metrics: Metrics,
     ) -> Arc<Self> {
         Arc::new(Hub {
-            connections: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
             subscriptions,
             max_per_user,
             queue,
@@ -83,10 +105,10 @@ impl Hub {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Connection>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, UserConnections>> {
         // A panic while holding the lock cannot leave the map inconsistent (every change is one
         // insert or remove), so a poisoned lock is still usable.
-        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a connection for `user`, or refuses it when the user is at the limit.
@@ -94,30 +116,42 @@ impl Hub {
         let (sender, receiver) = mpsc::channel(self.queue);
         let slow = CancellationToken::new();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let first = {
-            let mut connections = self.lock();
-            let list = connections.entry(user.to_owned()).or_default();
-            if list.len() >= self.max_per_user {
+        let (subscribed, subscribe) = {
+            let mut users = self.lock();
+            let entry = users.entry(user.to_owned()).or_insert_with(|| UserConnections {
+                connections: Vec::new(),
+                generation: id,
+                // Embedded mode delivers in-process: there is nothing to subscribe to.
+                subscribed: self.subscriptions.is_none(),
+                waiting: Vec::new(),
+            });
+            if entry.connections.len() >= self.max_per_user {
                 return Err(QuotaExceeded);
             }
-            list.push(Connection { id, sender, slow: slow.clone() });
-            list.len() == 1
+            let first = entry.connections.is_empty();
+            entry.connections.push(Connection { id, sender, slow: slow.clone() });
+            let subscribed = (!entry.subscribed).then(|| {
+                let (confirm, confirmed) = oneshot::channel();
+                entry.waiting.push(confirm);
+                confirmed
+            });
+            (subscribed, first.then_some(entry.generation))
         };
-        if first && let Some(subscriptions) = &self.subscriptions {
-            let _ = subscriptions.send(SubscriptionChange::Subscribe(user.to_owned()));
+        if let (Some(generation), Some(subscriptions)) = (subscribe, &self.subscriptions) {
+            let _ = subscriptions.send(SubscriptionChange::Subscribe { user: user.to_owned(), generation });
         }
         self.metrics.connections.inc();
-        Ok(Registration { hub: Arc::clone(self), user: user.to_owned(), id, receiver, slow })
+        Ok(Registration { hub: Arc::clone(self), user: user.to_owned(), id, receiver, slow, subscribed })
     }
 
     fn deregister(&self, user: &str, id: u64) {
         let last = {
-            let mut connections = self.lock();
-            let Some(list) = connections.get_mut(user) else { return };
-            list.retain(|connection| connection.id != id);
-            let last = list.is_empty();
+            let mut users = self.lock();
+            let Some(entry) = users.get_mut(user) else { return };
+            entry.connections.retain(|connection| connection.id != id);
+            let last = entry.connections.is_empty();
             if last {
-                connections.remove(user);
+                users.remove(user);
             }
             last
         };
@@ -127,12 +161,33 @@ impl Hub {
         self.metrics.connections.dec();
     }
 
+    /// The subscriber listens to `user`'s channel: release the connections waiting for it. With a
+    /// `generation`, only the entry that asked for this subscription counts.
+    pub(crate) fn confirm(&self, user: &str, generation: Option<u64>) {
+        let mut users = self.lock();
+        let Some(entry) = users.get_mut(user) else { return };
+        if generation.is_some_and(|generation| generation != entry.generation) {
+            return;
+        }
+        entry.subscribed = true;
+        for waiting in entry.waiting.drain(..) {
+            let _ = waiting.send(());
+        }
+    }
+
+    /// The subscriber lost its connection: new connections wait until it has subscribed again.
+    pub(crate) fn unconfirm_all(&self) {
+        for entry in self.lock().values_mut() {
+            entry.subscribed = false;
+        }
+    }
+
     /// Hands a notification to every connection of `user` on this instance; returns how many took it.
     pub(crate) fn deliver(&self, user: &str, outbound: &Outbound) -> usize {
-        let connections = self.lock();
-        let Some(list) = connections.get(user) else { return 0 };
+        let users = self.lock();
+        let Some(entry) = users.get(user) else { return 0 };
         let mut queued = 0;
-        for connection in list {
+        for connection in &entry.connections {
             match connection.sender.try_send(outbound.clone()) {
                 Ok(()) => queued += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => connection.slow.cancel(),
@@ -143,14 +198,26 @@ impl Hub {
         queued
     }
 
-    /// The users with at least one connection here: what the Redis subscriber must listen to.
-    pub(crate) fn users(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    /// The users with at least one connection here, with their entries' generations: what the
+    /// Redis subscriber must listen to.
+    pub(crate) fn users(&self) -> Vec<(String, u64)> {
+        self.lock().iter().map(|(user, entry)| (user.clone(), entry.generation)).collect()
     }
 
     /// Connections on this instance.
     pub(crate) fn connection_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.lock().values().map(|entry| entry.connections.len()).sum()
+    }
+}
+
+impl Registration {
+    /// Waits until this instance listens to the user's channel, at most `limit` (Redis may be
+    /// down; the connection then works as soon as the subscriber is back, like every other one).
+    pub(crate) async fn subscribed(&mut self, limit: std::time::Duration) -> bool {
+        match self.subscribed.take() {
+            None => true,
+            Some(confirmed) => tokio::time::timeout(limit, confirmed).await.is_ok_and(|result| result.is_ok()),
+        }
     }
 }
 
@@ -180,13 +247,50 @@ mod tests {
         assert_eq!(second.receiver.try_recv().unwrap().message, "hello");
         assert!(first.receiver.try_recv().is_err());
         assert!(other.receiver.try_recv().is_err());
-        assert_eq!(seen.try_recv().unwrap(), SubscriptionChange::Subscribe("teacher-1".into()));
-        assert_eq!(seen.try_recv().unwrap(), SubscriptionChange::Subscribe("teacher-2".into()));
+        assert!(matches!(seen.try_recv().unwrap(), SubscriptionChange::Subscribe { user, .. } if user == "teacher-1"));
+        assert!(matches!(seen.try_recv().unwrap(), SubscriptionChange::Subscribe { user, .. } if user == "teacher-2"));
         drop(first);
         assert!(seen.try_recv().is_err(), "one connection remains");
         drop(second);
         assert_eq!(seen.try_recv().unwrap(), SubscriptionChange::Unsubscribe("teacher-1".into()));
         assert_eq!(hub.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_waits_until_its_users_channel_is_subscribed() {
+        let (changes, mut seen) = mpsc::unbounded_channel();
+        let hub = Hub::new(5, 8, Some(changes), Metrics::new().0);
+        let mut first = hub.register("u").unwrap();
+        let Ok(SubscriptionChange::Subscribe { generation, .. }) = seen.try_recv() else { panic!("no subscribe") };
+        let short = std::time::Duration::from_millis(10);
+        assert!(!first.subscribed(short).await, "not confirmed yet");
+
+        // The user leaves and comes back before the first SUBSCRIBE is confirmed: that late
+        // confirmation is for the old entry and must not release the new connection.
+        drop(first);
+        let mut again = hub.register("u").unwrap();
+        hub.confirm("u", Some(generation));
+        assert!(!again.subscribed(short).await);
+        let Ok(SubscriptionChange::Unsubscribe(_)) = seen.try_recv() else { panic!("no unsubscribe") };
+        let Ok(SubscriptionChange::Subscribe { generation, .. }) = seen.try_recv() else { panic!("no subscribe") };
+        let mut waiting = hub.register("u").unwrap();
+        hub.confirm("u", Some(generation));
+        assert!(waiting.subscribed(short).await);
+        assert!(hub.register("u").unwrap().subscribed(short).await, "later connections need not wait");
+
+        // After Redis comes back, the subscriber confirms everyone again.
+        hub.unconfirm_all();
+        let mut during_outage = hub.register("u").unwrap();
+        assert!(!during_outage.subscribed(short).await);
+        drop(again);
+        hub.confirm("u", None);
+        assert!(hub.register("u").unwrap().subscribed(short).await);
+    }
+
+    #[tokio::test]
+    async fn embedded_connections_never_wait() {
+        let hub = Hub::new(5, 8, None, Metrics::new().0);
+        assert!(hub.register("u").unwrap().subscribed(std::time::Duration::ZERO).await);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::auth::{self, AuthError};
 use crate::backend::now_unix_ms;
+use crate::hub::{QuotaExceeded, Registration};
 
 /// Close codes, as documented above.
 mod close {
@@ -67,7 +68,35 @@ pub(crate) async fn upgrade(
         Some(token) => app.authenticator.verify(&token.token),
         None => Err(AuthError::Missing),
     };
-    upgrade.on_upgrade(move |socket| serve(socket, app, verified))
+    // Register before answering the handshake, and answer only once this instance listens to the
+    // user's channel: from the moment the browser sees the socket open, nothing published for the
+    // user is missed.
+    let admission = match verified {
+        Err(error) => Admission::Unauthenticated(error),
+        Ok(user) => match app.hub.register(&user) {
+            Err(QuotaExceeded) => Admission::OverQuota(user),
+            Ok(mut registration) => {
+                if !registration.subscribed(SUBSCRIBE_WAIT).await {
+                    tracing::warn!(
+                        user,
+                        "the user's channel is not subscribed yet (Redis unreachable?); connecting anyway"
+                    );
+                }
+                Admission::Admitted(user, registration)
+            }
+        },
+    };
+    upgrade.on_upgrade(move |socket| serve(socket, app, admission))
+}
+
+/// How long a handshake waits for the user's channel to be subscribed before going ahead.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// What the handshake decided about a connection.
+enum Admission {
+    Unauthenticated(AuthError),
+    OverQuota(String),
+    Admitted(String, Registration),
 }
 
 /// The reply to the documented client ping.
@@ -136,21 +165,21 @@ fn reason(error_code: &str, message: &str) -> String {
     serde_json::json!({ "error_code": error_code, "message": message }).to_string()
 }
 
-async fn serve(mut socket: WebSocket, app: Arc<AppState>, verified: Result<String, AuthError>) {
-    let user = match verified {
-        Ok(user) => user,
-        Err(error) => {
+async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) {
+    let (user, mut registration) = match admission {
+        Admission::Admitted(user, registration) => (user, registration),
+        Admission::Unauthenticated(error) => {
             tracing::info!(error = %error, "connection rejected");
             app.metrics.closed("auth");
             close_with(&mut socket, close::POLICY, error.close_reason()).await;
             return;
         }
-    };
-    let Ok(mut registration) = app.hub.register(&user) else {
-        tracing::info!(user, "connection refused: too many connections");
-        app.metrics.closed("quota");
-        close_with(&mut socket, close::QUOTA, reason("QUOTA_EXCEEDED", "Connection limit exceeded")).await;
-        return;
+        Admission::OverQuota(user) => {
+            tracing::info!(user, "connection refused: too many connections");
+            app.metrics.closed("quota");
+            close_with(&mut socket, close::QUOTA, reason("QUOTA_EXCEEDED", "Connection limit exceeded")).await;
+            return;
+        }
     };
     tracing::debug!(user, "connected");
     let mut pings = tokio::time::interval(app.ping_interval);

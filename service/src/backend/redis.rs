@@ -294,7 +294,8 @@ async fn subscribe(
         // Changes queued while disconnected are already reflected in the hub: drop them, then
         // subscribe to every user the hub holds now. Later changes arrive on the channel.
         while changes.try_recv().is_ok() {}
-        let channels: Vec<String> = hub.users().iter().map(|user| herald::runtime::user_channel(user)).collect();
+        let users = hub.users();
+        let channels: Vec<String> = users.iter().map(|(user, _)| herald::runtime::user_channel(user)).collect();
         if !channels.is_empty()
             && let Err(error) = sink.subscribe(&channels).await
         {
@@ -304,6 +305,9 @@ async fn subscribe(
             }
             continue;
         }
+        for (user, generation) in &users {
+            hub.confirm(user, Some(*generation));
+        }
         tracing::info!(channels = channels.len(), "redis subscriber connected");
         backoff = Duration::from_millis(100);
         loop {
@@ -312,17 +316,25 @@ async fn subscribe(
                 change = changes.recv() => {
                     let Some(change) = change else { return };
                     let result = match &change {
-                        SubscriptionChange::Subscribe(user) => sink.subscribe(herald::runtime::user_channel(user)).await,
+                        SubscriptionChange::Subscribe { user, generation } => {
+                            let subscribed = sink.subscribe(herald::runtime::user_channel(user)).await;
+                            if subscribed.is_ok() {
+                                hub.confirm(user, Some(*generation));
+                            }
+                            subscribed
+                        }
                         SubscriptionChange::Unsubscribe(user) => sink.unsubscribe(herald::runtime::user_channel(user)).await,
                     };
                     if let Err(error) = result {
                         tracing::warn!(%error, "redis subscriber lost its connection");
+                        hub.unconfirm_all();
                         break;
                     }
                 }
                 message = stream.next() => {
                     let Some(message) = message else {
                         tracing::warn!("redis subscriber lost its connection");
+                        hub.unconfirm_all();
                         break;
                     };
                     let channel = message.get_channel_name();

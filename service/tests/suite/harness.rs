@@ -485,6 +485,17 @@ pub(crate) async fn wait_subscribers(redis_url: &str, user: &str, at_least: i64)
     .await;
 }
 
+/// Asserts, without waiting, that `at_least` connections listen on `ws:{user}`: herald completes a
+/// WebSocket handshake only once its instance listens to the user's channel, so a socket that is
+/// open is already subscribed.
+pub(crate) async fn assert_subscribed(redis_url: &str, user: &str, at_least: i64) {
+    let count = subscribers(redis_url, user).await;
+    assert!(
+        count.is_some_and(|count| count >= at_least),
+        "ws:{user} has {count:?} subscribers right after the handshake"
+    );
+}
+
 /// Waits until a metric series of `herald` has `value`.
 pub(crate) async fn wait_metric(herald: &Herald, series: &str, value: f64) {
     let mut last = f64::NAN;

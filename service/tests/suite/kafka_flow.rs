@@ -13,7 +13,7 @@ use rdkafka::message::Headers as _;
 use serde_json::Value;
 
 use super::harness::{
-    Herald, Producer, Scope, envelope, envelope_key, infra, read_topic, wait_metric, wait_subscribers,
+    Herald, Producer, Scope, assert_subscribed, envelope, envelope_key, infra, read_topic, wait_metric,
 };
 
 fn set(envelope: &mut Value, field: &str, value: &str) {
@@ -55,7 +55,7 @@ async fn every_one_of_the_13_events_reaches_the_right_teacher() {
     let teacher = scope.user("teacher");
     let batch = scope.batch("b");
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let producer = Producer::new(&infra);
 
     // Events that carry both the teacher and the batch: delivered to the user, and they teach herald
@@ -156,7 +156,7 @@ async fn a_parked_notification_is_delivered_once_the_owner_is_learnt() {
     let teacher = scope.user("teacher");
     let batch = scope.batch("b");
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let producer = Producer::new(&infra);
 
     let outcome = envelope("batch_phase_outcome", "with_failures", |v| set(v, "batch_id", &batch));
@@ -187,8 +187,8 @@ async fn no_notification_reaches_another_users_socket() {
     let (batch, other_batch) = (scope.batch("teacher"), scope.batch("bystander"));
     let mut teacher_socket = herald.connect(&teacher).await;
     let mut bystander_socket = herald.connect(&bystander).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
-    wait_subscribers(&infra.redis, &bystander, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &bystander, 1).await;
     let producer = Producer::new(&infra);
 
     // Both users own a batch.
@@ -290,7 +290,7 @@ async fn a_redelivered_record_and_a_resent_payload_give_one_notification() {
     let herald = Herald::production(&scope, &infra, &[]).await;
     let teacher = scope.user("teacher");
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let producer = Producer::new(&infra);
     let topic = scope.topic("class_created");
 
@@ -320,7 +320,7 @@ async fn bad_input_is_dead_lettered_with_its_reason_and_what_follows_is_delivere
     let herald = Herald::production(&scope, &infra, &["--max-record-bytes", "4096"]).await;
     let teacher = scope.user("teacher");
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let producer = Producer::new(&infra);
     let topic = scope.topic("class_created");
 
@@ -383,7 +383,7 @@ async fn the_unknown_user_id_goes_to_the_batch_owner() {
     let teacher = scope.user("teacher");
     let (batch, later_batch) = (scope.batch("known"), scope.batch("later"));
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let producer = Producer::new(&infra);
 
     let owner = envelope("batch_file_added", "basic", |v| {

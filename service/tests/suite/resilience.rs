@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::harness::{
-    ChannelObserver, Client, Herald, Infra, Producer, Scope, create_topics, envelope, infra, unused_port,
-    wait_group_stable, wait_metric, wait_subscribers, wait_until,
+    ChannelObserver, Client, Herald, Infra, Producer, Scope, assert_subscribed, create_topics, envelope, infra,
+    unused_port, wait_group_stable, wait_metric, wait_subscribers, wait_until,
 };
 
 /// Partitions of every test topic (see `harness::create_topics`).
@@ -117,7 +117,7 @@ async fn two_instances_in_one_group_deliver_to_every_connection_exactly_once() {
     let b = Herald::production(&scope, &infra, &[]).await;
     let teacher = scope.user("teacher");
     let mut sockets = [a.connect(&teacher).await, a.connect(&teacher).await, b.connect(&teacher).await];
-    wait_subscribers(&infra.redis, &teacher, 2).await;
+    assert_subscribed(&infra.redis, &teacher, 2).await;
     // Both instances hold partitions, so each publishes some of the notifications.
     wait_group_stable(&infra, &scope.group(), 2).await;
 
@@ -167,7 +167,7 @@ async fn sigterm_closes_sockets_with_1012_commits_and_exits() {
     let teacher = scope.user("teacher");
     let mut herald = Herald::production(&scope, &infra, &["--shutdown-timeout-seconds", "10"]).await;
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let producer = Producer::new(&infra);
     let topic = scope.topic("class_created");
 
@@ -188,7 +188,7 @@ async fn sigterm_closes_sockets_with_1012_commits_and_exits() {
     // record again. The sentinel shares its partition, so it is handled after it would have been.
     let next = Herald::production(&scope, &infra, &[]).await;
     let mut socket = next.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     let sentinel = class_created(&teacher, &format!("sentinel-{}", scope.id));
     producer.send_keyed(&topic, &teacher, &sentinel).await;
     assert_eq!(socket.notification().await["event_id"], sentinel["event_id"]);
@@ -251,7 +251,7 @@ async fn after_redis_comes_back_subscriptions_are_restored_and_nothing_is_skippe
     let herald = Herald::production(&scope, &own, &[]).await;
     let teacher = scope.user("teacher");
     let mut socket: Client = herald.connect(&teacher).await;
-    wait_subscribers(&own.redis, &teacher, 1).await;
+    assert_subscribed(&own.redis, &teacher, 1).await;
     let producer = Producer::new(&own);
     let topic = scope.topic("class_created");
 
@@ -298,7 +298,7 @@ async fn started_before_its_topics_exist_herald_consumes_them_once_created() {
     let herald = Herald::start(&scope.id, &scope.production_args(&infra)).await;
     let teacher = scope.user("teacher");
     let mut socket = herald.connect(&teacher).await;
-    wait_subscribers(&infra.redis, &teacher, 1).await;
+    assert_subscribed(&infra.redis, &teacher, 1).await;
     create_topics(&infra, &scope.topics()).await;
     let producer = Producer::new(&infra);
     let created = class_created(&teacher, &format!("late-{}", scope.id));
