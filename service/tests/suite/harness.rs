@@ -133,7 +133,8 @@ pub(crate) struct Herald {
     pub log: PathBuf,
 }
 
-fn free_port() -> u16 {
+/// An unused local TCP port.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -349,39 +350,38 @@ impl Producer {
     }
 
     pub(crate) async fn send(&self, topic: &str, key: Option<&str>, value: Option<&[u8]>) {
-        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        self.producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
+        self.send_to(topic, None, key, value).await;
     }
 
     /// Produces an envelope to the topic of its event in `scope`, keyed like real producers (by
     /// batch or user id when the payload has one).
     pub(crate) async fn send_envelope(&self, scope: &Scope, notification: &str, envelope: &Value) {
-        let key = ["batch_id", "entity_id", "parent_id", "user_id", "created_by_user_id"]
-            .iter()
-            .find_map(|field| envelope["data"][field].as_str())
-            .map(str::to_owned);
         let bytes = serde_json::to_vec(envelope).unwrap();
-        self.send(&scope.topic(notification), key.as_deref(), Some(&bytes)).await;
+        self.send(&scope.topic(notification), envelope_key(envelope).as_deref(), Some(&bytes)).await;
     }
 }
 
 /// A fixture envelope (`tests/fixtures/envelopes/{notification}/{case}.compact.json`) with a fresh
 /// `event_id`, changed by `edit`.
 pub(crate) fn envelope(notification: &str, case: &str, edit: impl FnOnce(&mut Value)) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/envelopes")
-        .join(notification)
-        .join(format!("{case}.compact.json"));
+    let path = fixtures().join(notification).join(format!("{case}.compact.json"));
     let mut value: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     value["event_id"] = Value::String(fresh_uuid());
     edit(&mut value);
     value
+}
+
+/// The envelope fixtures: `tests/fixtures/envelopes/` of the workspace.
+pub(crate) fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/envelopes")
+}
+
+/// A class_created envelope for `user` with its own class id: the event most tests send.
+pub(crate) fn class_created(user: &str, class_id: &str) -> Value {
+    envelope("class_created", "basic", |value| {
+        value["data"]["user_id"] = Value::String(user.to_owned());
+        value["data"]["class_id"] = Value::String(class_id.to_owned());
+    })
 }
 
 /// A random-enough UUID (version 4 layout) for event ids.
@@ -459,11 +459,6 @@ pub(crate) fn envelope_key(envelope: &Value) -> Option<String> {
         .iter()
         .find_map(|field| envelope["data"][field].as_str())
         .map(str::to_owned)
-}
-
-/// An unused local TCP port.
-pub(crate) fn unused_port() -> u16 {
-    free_port()
 }
 
 /// How many connections are subscribed to `ws:{user}` on the Redis at `redis_url`

@@ -12,20 +12,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::harness::{
-    ChannelObserver, Client, Herald, Infra, Producer, Scope, assert_subscribed, create_topics, envelope, infra,
-    unused_port, wait_group_stable, wait_metric, wait_subscribers, wait_until,
+    ChannelObserver, Client, Herald, Infra, Producer, Scope, assert_subscribed, class_created, create_topics,
+    free_port, infra, wait_group_stable, wait_metric, wait_subscribers, wait_until,
 };
 
 /// Partitions of every test topic (see `harness::create_topics`).
 const PARTITIONS: i32 = 3;
-
-/// A class_created envelope for `user` with its own class id.
-fn class_created(user: &str, class_id: &str) -> Value {
-    envelope("class_created", "basic", |value| {
-        value["data"]["user_id"] = Value::String(user.to_owned());
-        value["data"]["class_id"] = Value::String(class_id.to_owned());
-    })
-}
 
 /// Produces one class_created sentinel for `user` to each partition of the class_created topic;
 /// returns their class ids.
@@ -244,7 +236,7 @@ impl RedisServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_comes_back_subscriptions_are_restored_and_nothing_is_skipped() {
     let kafka = infra().kafka;
-    let port = unused_port();
+    let port = free_port();
     let redis = RedisServer::start(port).await;
     let own = Infra { kafka, redis: redis.url() };
     let scope = Scope::new("redis-back");

@@ -23,7 +23,10 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::harness::{Client, DEADLINE, Herald, Received, SECRET, Scope, envelope, now, token, token_with, wait_until};
+use super::harness::{
+    Client, DEADLINE, Herald, Received, SECRET, Scope, class_created, envelope, fixtures, now, token, token_with,
+    wait_until,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Authentication
@@ -727,17 +730,6 @@ async fn raw_next_text(socket: &mut RawSocket) -> Value {
 async fn raw_ping_pong(socket: &mut RawSocket) {
     socket.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
     assert_eq!(raw_next_text(socket).await, json!({ "type": "pong" }));
-}
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/envelopes")
-}
-
-fn class_created(user: &str, class_id: &str) -> Value {
-    envelope("class_created", "basic", |value| {
-        value["data"]["user_id"] = json!(user);
-        value["data"]["class_id"] = json!(class_id);
-    })
 }
 
 fn batch_file_added(batch: &str, user: &str, file: &str) -> Value {
