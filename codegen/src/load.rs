@@ -226,7 +226,7 @@ impl Loader {
         };
         self.check_keywords(at, schema);
         if let Some(reference) = schema.get("$ref") {
-            return self.reference(at, schema, reference);
+            return self.reference(at, reference);
         }
         if let Some(any_of) = schema.get("anyOf") {
             return self.nullable_any_of(at, any_of, hint);
@@ -319,8 +319,7 @@ impl Loader {
         }
     }
 
-    fn reference(&mut self, at: &At<'_>, schema: &Map<String, Value>, reference: &Value) -> Ty {
-        let _ = schema;
+    fn reference(&mut self, at: &At<'_>, reference: &Value) -> Ty {
         let Some(reference) = reference.as_str() else {
             self.error(&at.child("$ref"), "`$ref` must be a string", SUBSET_HELP);
             return Ty::Any;

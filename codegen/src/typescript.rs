@@ -90,7 +90,7 @@ fn jsdoc(text: Option<&str>, indent: &str, out: &mut String) {
     } else {
         let _ = writeln!(out, "{indent}/**");
         for line in lines {
-            let _ = writeln!(out, "{indent} * {line}").map(|()| ());
+            let _ = writeln!(out, "{indent} * {line}");
         }
         let _ = writeln!(out, "{indent} */");
     }
