@@ -156,12 +156,7 @@ run_tool() {
 
 # The pid of the broker we started, when it still runs; empty otherwise.
 owned_pid() {
-  local pid
-  [[ -f "$MARKER" && -f "$PIDFILE" ]] || return 0
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if pid_alive "$pid" && pid_cmdline_has "$pid" "$PROPS"; then
-    echo "$pid"
-  fi
+  owned_pid_with "$PROPS"
 }
 
 # True when a Kafka broker on the port answers an admin request (ListTopics).

@@ -34,6 +34,17 @@ pid_cmdline_has() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$word"
 }
 
+# owned_pid_with WORD — the pid in $PIDFILE when $MARKER says this script started it, it still runs,
+# and its command line contains WORD (so a recycled pid is not mistaken for it); empty otherwise.
+owned_pid_with() {
+  local word="$1" pid
+  [[ -f "$MARKER" && -f "$PIDFILE" ]] || return 0
+  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
+  if pid_alive "$pid" && pid_cmdline_has "$pid" "$word"; then
+    echo "$pid"
+  fi
+}
+
 # port_open PORT — true when something accepts TCP connections on 127.0.0.1:PORT.
 port_open() {
   local port="$1"

@@ -36,12 +36,7 @@ ping_ok() {
 
 # The pid of the server we started, when it still runs; empty otherwise.
 owned_pid() {
-  local pid
-  [[ -f "$MARKER" && -f "$PIDFILE" ]] || return 0
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if pid_alive "$pid" && pid_cmdline_has "$pid" ":$PORT"; then
-    echo "$pid"
-  fi
+  owned_pid_with ":$PORT"
 }
 
 cmd_start() {
