@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::now_unix_ms;
 use crate::config::Config;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, ProcessError};
 
@@ -107,7 +108,14 @@ impl Kafka {
     }
 
     /// Consumes until `shutdown`, then commits what was handled.
-    pub(crate) async fn run(self: Arc<Self>, pipeline: Arc<Pipeline>, metrics: Metrics, shutdown: CancellationToken) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        pipeline: Arc<Pipeline>,
+        metrics: Metrics,
+        health: Health,
+        shutdown: CancellationToken,
+    ) {
+        health.pass("consumer");
         let mut error_backoff = Duration::from_millis(100);
         loop {
             let message = tokio::select! {
@@ -157,6 +165,7 @@ impl Kafka {
                 tracing::warn!(%error, "cannot store offset; the record may be redelivered");
             }
         }
+        health.fail("consumer", "the consumer has stopped");
         let kafka = Arc::clone(&self);
         let committed =
             tokio::task::spawn_blocking(move || kafka.consumer.commit_consumer_state(CommitMode::Sync)).await;

@@ -27,29 +27,40 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
     router.with_state(app)
 }
 
-/// 200 when every dependency answers, 503 otherwise, with the state of each.
+/// 200 when every dependency answers and every readiness check passes, 503 otherwise. The body
+/// names each check and, for a failing one, why.
 async fn ready(State(app): State<Arc<AppState>>) -> Response {
-    let redis = app.pipeline.backend().ping().await.map_err(|error| error.0);
-    let kafka = match &app.kafka {
-        Some(kafka) => Some(kafka.ready().await),
-        None => None,
+    let production = app.kafka.is_some();
+    let mut checks = serde_json::Map::new();
+    let mut ok = true;
+    let mut record = |name: &str, result: Result<(), String>| {
+        ok &= result.is_ok();
+        checks.insert(name.to_owned(), result.map_or_else(|error| json!(error), |()| json!("ok")));
     };
-    let ok = redis.is_ok() && kafka.as_ref().is_none_or(Result::is_ok);
-    let describe = |result: &Result<(), String>| match result {
-        Ok(()) => json!("ok"),
-        Err(error) => json!(error),
-    };
-    let body = json!({
-        "ready": ok,
-        "mode": if app.kafka.is_some() { "production" } else { "embedded" },
-        "redis": if app.kafka.is_some() { describe(&redis) } else { json!("not used") },
-        "kafka": kafka.as_ref().map_or(json!("not used"), describe),
-    });
+    if let Some(kafka) = &app.kafka {
+        record("kafka", kafka.ready().await);
+    }
+    if production {
+        let redis = app.pipeline.backend().ping().await.map_err(|error| error.0);
+        app.metrics.ready_check("redis", redis.is_ok());
+        record("redis", redis);
+    }
+    for status in app.health.statuses() {
+        record(status.check, status.failure.map_or(Ok(()), Err));
+    }
+    let mut body = json!({ "ready": ok, "mode": if production { "production" } else { "embedded" } });
+    body["checks"] = serde_json::Value::Object(checks.clone());
+    // Kept at the top level too: scripts written against earlier versions read them there.
+    for name in ["kafka", "redis"] {
+        body[name] = checks.get(name).cloned().unwrap_or_else(|| json!("not used"));
+    }
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    // Refreshes the readiness gauges, so a check gone stale shows in the scrape.
+    app.health.statuses();
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &app.registry) {
         return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();

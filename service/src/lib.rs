@@ -7,7 +7,7 @@
 //! - `backend`: ownership, deduplication, parking and fan-out, in memory or in Redis.
 //! - `hub`: this instance's connections and in-process fan-out of encoded bytes.
 //! - `ws`, `auth`: the WebSocket endpoint and JWT verification.
-//! - `http`, `metrics`: health, readiness, Prometheus metrics, HTTP ingest.
+//! - `http`, `metrics`, `health`: health, readiness checks, Prometheus metrics, HTTP ingest.
 //!
 //! [`run`] wires them together and returns when the shutdown future completes and everything has
 //! drained.
@@ -17,6 +17,7 @@ pub mod config;
 mod auth;
 mod backend;
 mod consumer;
+mod health;
 mod http;
 mod hub;
 mod metrics;
@@ -40,6 +41,8 @@ pub(crate) struct AppState {
     pub authenticator: auth::Authenticator,
     pub kafka: Option<Arc<consumer::Kafka>>,
     pub metrics: metrics::Metrics,
+    /// The named checks behind `/readyz`, owned by the loops they describe.
+    pub health: health::Health,
     pub registry: Registry,
     /// Cancelled on SIGTERM: socket tasks close with 1012 and the consumer stops.
     pub shutdown: CancellationToken,
@@ -79,6 +82,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
     let (metrics, registry) = metrics::Metrics::new();
+    let health = health::Health::new(metrics.clone());
     let stop = CancellationToken::new();
     let authenticator =
         auth::Authenticator::new(auth_config(&config)?).map_err(|error| StartError::Key(error.to_string()))?;
@@ -122,6 +126,7 @@ pub async fn run(
         authenticator,
         kafka: kafka.clone(),
         metrics: metrics.clone(),
+        health: health.clone(),
         registry,
         shutdown: stop.clone(),
         allowed_origins: config.allowed_origins.clone(),
@@ -134,7 +139,8 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(kafka) = kafka {
-        tasks.spawn(kafka.run(Arc::clone(&pipeline), metrics.clone(), stop.clone()));
+        health.declare("consumer", "the consumer has not started", None);
+        tasks.spawn(kafka.run(Arc::clone(&pipeline), metrics.clone(), health.clone(), stop.clone()));
     }
     tasks.spawn(sweep(Arc::clone(&pipeline), stop.clone()));
 

@@ -15,6 +15,12 @@ pub(crate) struct Reason {
     pub reason: String,
 }
 
+/// Labels naming a readiness check (see `health`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CheckLabel {
+    pub check: String,
+}
+
 /// Every metric herald exports. Cheap to clone: each metric is shared.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -40,6 +46,8 @@ pub(crate) struct Metrics {
     pub consumer_lag: Gauge<i64, AtomicI64>,
     /// Seconds from a record's Kafka timestamp to its notification being written to a socket.
     pub kafka_to_socket_seconds: Histogram,
+    /// Each readiness check: 1 passing, 0 failing (refreshed when `/readyz` or `/metrics` is read).
+    pub ready_checks: Family<CheckLabel, Gauge<i64, AtomicI64>>,
 }
 
 impl Metrics {
@@ -58,6 +66,7 @@ impl Metrics {
             kafka_to_socket_seconds: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+            ready_checks: Family::default(),
         };
         let mut registry = Registry::with_prefix("herald");
         registry.register("connections", "Open authenticated WebSocket connections", metrics.connections.clone());
@@ -91,7 +100,16 @@ impl Metrics {
             "Latency from Kafka record timestamp to socket write",
             metrics.kafka_to_socket_seconds.clone(),
         );
+        registry.register(
+            "ready_check",
+            "Readiness checks: 1 passing, 0 failing, by check",
+            metrics.ready_checks.clone(),
+        );
         (metrics, registry)
+    }
+
+    pub(crate) fn ready_check(&self, check: &str, passing: bool) {
+        self.ready_checks.get_or_create(&CheckLabel { check: check.to_owned() }).set(i64::from(passing));
     }
 
     pub(crate) fn dead_letter(&self, reason: &str) {
