@@ -38,9 +38,33 @@ pub struct Config {
     #[arg(long = "topic", env = "HERALD_TOPICS", value_delimiter = ',', value_parser = parse_pair)]
     pub topic_overrides: Vec<(String, String)>,
 
-    /// A librdkafka setting passed through as KEY=VALUE (e.g. security.protocol=SSL). Repeatable; in the environment, comma-separated.
+    /// A librdkafka setting for both the consumer and the dead-letter producer, KEY=VALUE (e.g. security.protocol=SSL); settings for only one of them go in --kafka-consumer-option or --kafka-producer-option. Repeatable; in the environment, comma-separated.
     #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_pair)]
     pub kafka_options: Vec<(String, String)>,
+
+    /// A librdkafka setting for the consumer only, KEY=VALUE (e.g. fetch.max.bytes=52428800). Repeatable; in the environment, comma-separated.
+    #[arg(long = "kafka-consumer-option", env = "HERALD_KAFKA_CONSUMER_OPTIONS", value_delimiter = ',', value_parser = parse_pair)]
+    pub kafka_consumer_options: Vec<(String, String)>,
+
+    /// A librdkafka setting for the dead-letter producer only, KEY=VALUE (e.g. compression.type=zstd). Repeatable; in the environment, comma-separated.
+    #[arg(long = "kafka-producer-option", env = "HERALD_KAFKA_PRODUCER_OPTIONS", value_delimiter = ',', value_parser = parse_pair)]
+    pub kafka_producer_options: Vec<(String, String)>,
+
+    /// Where a consumer group with no committed offset starts: `latest` (only records produced
+    /// from now on) or `earliest` (the topics' whole retention, still subject to
+    /// --max-event-age-seconds).
+    #[arg(long, env = "HERALD_START_FROM", value_enum, default_value_t = StartFrom::Latest)]
+    pub start_from: StartFrom,
+
+    /// Records whose Kafka timestamp is older than this many seconds are not delivered (counted in
+    /// herald_events_too_old_total and committed); 0 delivers records of any age.
+    #[arg(long, env = "HERALD_MAX_EVENT_AGE_SECONDS", default_value_t = 300)]
+    pub max_event_age_seconds: u64,
+
+    /// How long one record may wait for the dead-letter topic to accept it (retrying, /readyz 503)
+    /// before herald exits with an error so that it is restarted; 0 retries for ever.
+    #[arg(long, env = "HERALD_DEAD_LETTER_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub dead_letter_timeout_seconds: u64,
 
     /// Topic that receives records herald cannot deliver (bad JSON, schema failures, unknown events, oversized).
     #[arg(long, env = "HERALD_DEAD_LETTER_TOPIC", default_value = "herald.dead-letter.v1")]
@@ -176,6 +200,25 @@ fn file_args(text: &str) -> Result<Vec<String>, String> {
         args.push(format!("--{flag}={value}"));
     }
     Ok(args)
+}
+
+/// Where a new consumer group starts reading (librdkafka's `auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartFrom {
+    /// The oldest record the topics retain.
+    Earliest,
+    /// The next record produced.
+    Latest,
+}
+
+impl StartFrom {
+    /// The `auto.offset.reset` value.
+    pub(crate) fn as_offset_reset(self) -> &'static str {
+        match self {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        }
+    }
 }
 
 /// The secret embedded mode uses when none is configured, so that the README's run command works on a

@@ -8,9 +8,10 @@
 //! - `hub`: this instance's connections and in-process fan-out of encoded bytes.
 //! - `ws`, `auth`: the WebSocket endpoint and JWT verification.
 //! - `http`, `metrics`, `health`: health, readiness checks, Prometheus metrics, HTTP ingest.
+//! - `supervisor`: the background tasks, watched together; one that ends early stops herald.
 //!
 //! [`run`] wires them together and returns when the shutdown future completes and everything has
-//! drained.
+//! drained, or with an error when a background task ended before that.
 
 pub mod config;
 
@@ -22,6 +23,7 @@ mod http;
 mod hub;
 mod metrics;
 mod pipeline;
+mod supervisor;
 mod ws;
 
 use std::future::Future;
@@ -32,7 +34,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::Config;
+pub use crate::config::{Config, StartFrom};
 
 /// What every request handler shares.
 pub(crate) struct AppState {
@@ -54,7 +56,7 @@ pub(crate) struct AppState {
     pub idle_timeout: Duration,
 }
 
-/// Why herald could not start.
+/// Why herald could not start, or stopped without being asked to.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is inconsistent.
@@ -72,6 +74,15 @@ pub enum StartError {
     /// Serving failed.
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
+    /// A background task herald needs in order to deliver ended before shutdown: the process
+    /// exits non-zero so that it is restarted.
+    #[error("the {task} task ended unexpectedly ({reason}); herald stopped so that it can be restarted")]
+    TaskEnded {
+        /// Which task: consumer, redis subscriber, parking sweeper or http server.
+        task: &'static str,
+        /// What ended it: "returned", "failed: ..." or the panic message.
+        reason: String,
+    },
 }
 
 /// Runs herald on `listener` until `shutdown` completes, then drains within the configured bound.
@@ -92,11 +103,12 @@ pub async fn run(
         owner_ttl_seconds: config.owner_ttl_seconds,
     };
 
+    let mut tasks = supervisor::Supervisor::default();
     let (backend, hub, kafka) = match (&config.kafka_brokers, &config.redis_url) {
         (Some(brokers), Some(redis_url)) => {
             let (changes, subscriptions) = tokio::sync::mpsc::unbounded_channel();
             let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, Some(changes), metrics.clone());
-            let redis = backend::RedisBackend::connect(
+            let (redis, subscriber) = backend::RedisBackend::connect(
                 redis_url,
                 config.redis_prefix.clone(),
                 Arc::clone(&hub),
@@ -109,6 +121,10 @@ pub async fn run(
             .map_err(|error| StartError::Redis(error.0))?;
             let kafka = consumer::Kafka::connect(&config, brokers, metrics.clone())
                 .map_err(|error| StartError::Kafka(error.to_string()))?;
+            tasks.spawn("redis subscriber", async move {
+                subscriber.await;
+                Ok(())
+            });
             (backend::Backend::Redis(redis), hub, Some(kafka))
         }
         _ => {
@@ -137,12 +153,12 @@ pub async fn run(
         idle_timeout: config.idle_timeout(),
     });
 
-    let mut tasks = tokio::task::JoinSet::new();
     if let Some(kafka) = kafka {
-        health.declare("consumer", "the consumer has not started", None);
-        tasks.spawn(kafka.run(Arc::clone(&pipeline), metrics.clone(), health.clone(), stop.clone()));
+        health.declare(consumer::CONSUMER_CHECK, "the consumer has not started", None);
+        health.declare(consumer::DEAD_LETTER_CHECK, "the consumer has not started", None);
+        tasks.spawn("consumer", kafka.run(Arc::clone(&pipeline), metrics.clone(), health.clone(), stop.clone()));
     }
-    tasks.spawn(sweep(Arc::clone(&pipeline), stop.clone()));
+    tasks.spawn("parking sweeper", sweep(Arc::clone(&pipeline), stop.clone()));
 
     let address = listener.local_addr()?;
     if config.embedded() {
@@ -153,25 +169,42 @@ pub async fn run(
     let server_stop = stop.clone();
     let server = axum::serve(listener, http::router(Arc::clone(&app)).into_make_service())
         .with_graceful_shutdown(async move { server_stop.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
+    tasks.spawn("http server", async move { server.await.map_err(|error| error.to_string()) });
 
-    shutdown.await;
-    tracing::info!("shutting down: stop consuming, commit, close sockets with 1012");
+    let shutdown = std::pin::pin!(shutdown);
+    let ended = tokio::select! {
+        () = shutdown => None,
+        ended = tasks.ended() => Some(ended),
+    };
+    match &ended {
+        None => tracing::info!("shutting down: stop consuming, commit, close sockets with 1012"),
+        Some(ended) => {
+            tracing::error!(
+                task = ended.task,
+                reason = %ended.reason,
+                "a background task ended unexpectedly; stopping herald with an error so that it is restarted"
+            );
+            // Not ready while draining, whatever the task's own check said when it died.
+            health.fail(ended.task, format!("the {} task ended: {}", ended.task, ended.reason));
+        }
+    }
     stop.cancel();
     let drained = tokio::time::timeout(config.shutdown_timeout(), async {
-        while tasks.join_next().await.is_some() {}
+        tasks.drain().await;
         // Socket tasks close with 1012 on their own; wait for them to finish.
         while app.hub.connection_count() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = server.await;
     })
     .await;
     if drained.is_err() {
         tracing::warn!(timeout_seconds = config.shutdown_timeout_seconds, "shutdown timed out; exiting anyway");
     }
     tracing::info!("stopped");
-    Ok(())
+    match ended {
+        None => Ok(()),
+        Some(supervisor::Ended { task, reason }) => Err(StartError::TaskEnded { task, reason }),
+    }
 }
 
 fn auth_config(config: &Config) -> Result<auth::AuthConfig, StartError> {
@@ -208,11 +241,11 @@ pub(crate) async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) 
 }
 
 /// Expires parked notifications and retries owner lookups every few seconds.
-async fn sweep(pipeline: Arc<pipeline::Pipeline>, stop: CancellationToken) {
+async fn sweep(pipeline: Arc<pipeline::Pipeline>, stop: CancellationToken) -> Result<(), String> {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             _ = every.tick() => {
                 if let Err(error) = pipeline.sweep().await {
                     tracing::warn!(%error, "parking sweep failed; will retry");

@@ -40,6 +40,10 @@ pub(crate) struct Metrics {
     pub parked_expired: Family<Reason, Counter<u64, AtomicU64>>,
     /// Records sent to the dead-letter topic (or rejected over HTTP), by reason.
     pub dead_lettered: Family<Reason, Counter<u64, AtomicU64>>,
+    /// Attempts to write to the dead-letter topic that failed (each is retried).
+    pub dead_letter_failures: Counter<u64, AtomicU64>,
+    /// Records not delivered because they were older than `--max-event-age-seconds`.
+    pub too_old: Counter<u64, AtomicU64>,
     /// Transient failures that paused consumption for a retry.
     pub retries: Counter<u64, AtomicU64>,
     /// Records behind the end of the assigned partitions, summed.
@@ -61,6 +65,8 @@ impl Metrics {
             parked: Counter::default(),
             parked_expired: Family::default(),
             dead_lettered: Family::default(),
+            dead_letter_failures: Counter::default(),
+            too_old: Counter::default(),
             retries: Counter::default(),
             consumer_lag: Gauge::default(),
             kafka_to_socket_seconds: Histogram::new([
@@ -93,6 +99,16 @@ impl Metrics {
             metrics.parked_expired.clone(),
         );
         registry.register("records_dead_lettered", "Records dead-lettered, by reason", metrics.dead_lettered.clone());
+        registry.register(
+            "dead_letter_failures",
+            "Failed attempts to write to the dead-letter topic",
+            metrics.dead_letter_failures.clone(),
+        );
+        registry.register(
+            "events_too_old",
+            "Records not delivered because they were older than --max-event-age-seconds",
+            metrics.too_old.clone(),
+        );
         registry.register("transient_retries", "Transient failures retried", metrics.retries.clone());
         registry.register("consumer_lag", "Kafka records not yet consumed", metrics.consumer_lag.clone());
         registry.register(

@@ -14,6 +14,7 @@
 //! to all of them again. The scripts assume a single Redis (not Redis Cluster): parked entries name
 //! the dedupe keys they will set.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,8 +136,9 @@ fn unavailable(error: redis::RedisError) -> Unavailable {
 }
 
 impl RedisBackend {
-    /// Connects (retrying inside the connection manager) and starts the subscriber task, which
-    /// feeds the hub until `shutdown` is cancelled.
+    /// Connects (retrying inside the connection manager). Returns the backend and the subscriber
+    /// loop, which feeds the hub until `shutdown` is cancelled: the caller spawns it under its
+    /// supervisor, so that a subscriber that ends (or panics) ends the process.
     pub(crate) async fn connect(
         url: &str,
         prefix: String,
@@ -145,14 +147,14 @@ impl RedisBackend {
         parking: Parking,
         metrics: Metrics,
         shutdown: CancellationToken,
-    ) -> Result<Arc<Self>, Unavailable> {
+    ) -> Result<(Arc<Self>, impl Future<Output = ()> + Send + 'static), Unavailable> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)));
         let connection = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
-        tokio::spawn(subscribe(client, hub, subscriptions, shutdown));
-        Ok(Arc::new(RedisBackend {
+        let subscriber = subscribe(client, hub, subscriptions, shutdown);
+        let backend = Arc::new(RedisBackend {
             connection,
             prefix,
             parking,
@@ -161,7 +163,8 @@ impl RedisBackend {
             deliver_or_park: Script::new(DELIVER_OR_PARK),
             learn_owner: Script::new(LEARN_OWNER),
             expire_parked: Script::new(EXPIRE_PARKED),
-        }))
+        });
+        Ok((backend, subscriber))
     }
 
     fn owner_key(&self, batch: &str) -> String {

@@ -101,6 +101,12 @@ impl Scope {
             self.redis_prefix(),
             "--dead-letter-topic".into(),
             self.dead_letter_topic(),
+            // A scope's topics are its own, so "earliest" means "what this test produced". Tests
+            // produce as soon as herald is ready, which can be before the group has assigned its
+            // partitions; with the default (latest) such records would be skipped. Tests of the
+            // default remove this pair (see `consumer_start`).
+            "--start-from".into(),
+            "earliest".into(),
         ];
         for event in herald::EVENTS {
             args.push("--topic".into());
@@ -234,6 +240,14 @@ impl Herald {
         let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
         tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("herald exits after SIGTERM").unwrap()
+    }
+
+    /// Waits (up to [`DEADLINE`]) for the process to exit by itself.
+    pub(crate) async fn exited(&mut self) -> std::process::ExitStatus {
+        match tokio::time::timeout(DEADLINE, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!("herald did not exit before the deadline:\n{}", self.log_tail()),
+        }
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.

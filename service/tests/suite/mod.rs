@@ -3,12 +3,17 @@
 //! - `kafka_flow`: every event to the right teacher, ownership, parking, duplicates, dead letters.
 //! - `lookup`: batch owners found through the orchestrator's HTTP API.
 //! - `resilience`: crash and restart, two instances in one group, graceful shutdown.
+//! - `poison`: records that cannot be delivered, of any size, and a dead-letter topic that cannot
+//!   be written: dead-lettered, not-ready, or the process ends; never skipped silently.
+//! - `consumer_start`: where a new consumer group starts, and events too old to deliver.
 //! - `trace_context`: the producer's trace context continues into exported spans.
 
 pub(crate) mod harness;
 
+mod consumer_start;
 mod kafka_flow;
 mod lookup;
+mod poison;
 mod resilience;
 mod trace_context;
 mod websocket;
