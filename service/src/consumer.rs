@@ -194,7 +194,10 @@ impl Kafka {
             .set("message.max.bytes", max_message_bytes.to_string())
             // A dead letter that cannot be written within this fails back to the retry loop, which
             // reports it (readiness, metric) instead of waiting inside librdkafka for 5 minutes.
-            .set("message.timeout.ms", "10000");
+            .set("message.timeout.ms", "10000")
+            // A missing dead-letter topic is reported as such ("Unknown topic") rather than as a
+            // timeout: librdkafka otherwise holds the record for 30 s waiting for the topic.
+            .set("topic.metadata.propagation.max.ms", "5000");
         for (key, value) in &config.kafka_options {
             consumer_config.set(key, value);
             producer_config.set(key, value);

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Headers as _, OwnedMessage};
 use serde_json::Value;
 
 use super::harness::{
-    Herald, Infra, Producer, Scope, assert_subscribed, class_created, envelope, infra, read_topic, wait_metric,
-    wait_topics_visible, wait_until,
+    Herald, Infra, Producer, Scope, assert_subscribed, class_created, create_topics, envelope, infra, read_topic,
+    wait_metric, wait_topics_visible, wait_until,
 };
 
 /// The dead-letter headers of a record, as text.
@@ -149,10 +149,15 @@ async fn a_record_over_the_dead_letter_topics_limit_is_dead_lettered_as_a_prefix
 async fn a_dead_letter_topic_that_cannot_be_written_makes_herald_not_ready_until_it_can() {
     let infra = infra();
     let scope = Scope::new("poison-unwritable");
-    // One replica cannot satisfy min.insync.replicas=2 with acks=all: every write is refused
-    // (NOT_ENOUGH_REPLICAS) until an operator fixes the topic.
-    create_dead_letter_topic(&infra, &scope, &[("min.insync.replicas", "2")]).await;
-    let herald = Herald::production(&scope, &infra, &[]).await;
+    // A dead-letter topic that does not exist, and a producer not allowed to create topics (as
+    // with auto-creation off on the broker): every write fails until an operator creates it.
+    let dead_letter_topic = format!("t.{}.missing-dead-letter", scope.id);
+    let herald = Herald::production(
+        &scope,
+        &infra,
+        &["--dead-letter-topic", &dead_letter_topic, "--kafka-producer-option", "allow.auto.create.topics=false"],
+    )
+    .await;
     let teacher = scope.user("teacher");
     let mut socket = herald.connect(&teacher).await;
     assert_subscribed(&infra.redis, &teacher, 1).await;
@@ -165,22 +170,17 @@ async fn a_dead_letter_topic_that_cannot_be_written_makes_herald_not_ready_until
 
     wait_until("/readyz is 503 naming the dead-letter topic", || async {
         let (status, body) = readiness(&herald).await;
-        status == 503 && body["checks"]["dead_letter"].as_str().is_some_and(|cause| cause.contains(&scope.id))
+        status == 503 && body["checks"]["dead_letter"].as_str().is_some_and(|cause| cause.contains(&dead_letter_topic))
     })
     .await;
     let (_, body) = readiness(&herald).await;
     eprintln!("poison-unwritable: /readyz said {}", body["checks"]["dead_letter"]);
     assert!(herald.metric("herald_dead_letter_failures_total").await >= 1.0);
     assert_eq!(herald.metric("herald_ready_check{check=\"dead_letter\"}").await, 0.0);
+    assert_eq!(herald.metric("herald_notifications_published_total").await, 0.0, "nothing skipped the record");
 
-    // The operator fixes the topic; the record is dead-lettered and what follows is delivered.
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &infra.kafka).create().unwrap();
-    let dead_letter_topic = scope.dead_letter_topic();
-    let fix = AlterConfig::new(ResourceSpecifier::Topic(&dead_letter_topic)).set("min.insync.replicas", "1");
-    for result in admin.alter_configs([&fix], &AdminOptions::new()).await.unwrap() {
-        result.unwrap_or_else(|(resource, error)| panic!("cannot alter {resource:?}: {error}"));
-    }
+    // The operator creates the topic; the record is dead-lettered and what follows is delivered.
+    create_topics(&infra, std::slice::from_ref(&dead_letter_topic)).await;
     assert_eq!(socket.notification().await["event_id"], good["event_id"], "{}", herald.log_tail());
     let records = read_topic(&infra, &dead_letter_topic, 1).await;
     assert_eq!(records[0].payload(), Some(b"not json".as_slice()));
