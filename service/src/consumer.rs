@@ -440,7 +440,7 @@ impl Kafka {
     async fn send(&self, record: &DeadLetterRecord<'_>) -> Result<(), KafkaError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
-            headers = headers.insert(Header { key: *key, value: Some(value.as_str()) });
+            headers = headers.insert(Header { key, value: Some(value.as_str()) });
         }
         let mut future: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dead_letter_topic).headers(headers);
         if let Some(key) = record.key {
