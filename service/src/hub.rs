@@ -298,10 +298,7 @@ mod tests {
     /// failing on any change that is not a transition (a second `Subscribe` for a user already
     /// listened to, an `Unsubscribe` for one that is not): such a change proves two changes of one
     /// user were sent out of order. Returns each listened-to user with the generation it confirms.
-    fn apply_in_order(
-        changes: &mut mpsc::UnboundedReceiver<SubscriptionChange>,
-        model: &mut HashMap<String, u64>,
-    ) {
+    fn apply_in_order(changes: &mut mpsc::UnboundedReceiver<SubscriptionChange>, model: &mut HashMap<String, u64>) {
         while let Ok(change) = changes.try_recv() {
             match change {
                 SubscriptionChange::Subscribe { user, generation } => {
@@ -309,7 +306,10 @@ mod tests {
                     assert!(earlier.is_none(), "Subscribe for {user} while already subscribed: changes out of order");
                 }
                 SubscriptionChange::Unsubscribe(user) => {
-                    assert!(model.remove(&user).is_some(), "Unsubscribe for {user} while not subscribed: changes out of order");
+                    assert!(
+                        model.remove(&user).is_some(),
+                        "Unsubscribe for {user} while not subscribed: changes out of order"
+                    );
                 }
             }
         }
