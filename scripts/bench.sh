@@ -24,6 +24,7 @@
 #   REDIS_PORT=36479     Redis port (36379 shares the test suite's Redis)
 #   TOPIC=huleedu.class.created.v1   topic loadgen produces to; herald consumes class_created from it
 #   JWT_SECRET=herald-bench-secret   HS256 secret shared by herald and loadgen
+#   JWT_AUDIENCE=herald-bench JWT_ISSUER=herald-bench   aud and iss herald requires and loadgen signs
 #   MAX_PER_USER=        herald --max-connections-per-user (default: max(5, CONNECTIONS/USERS rounded up))
 #   SEND_QUEUE=256       herald --send-queue
 #   HERALD_LOG=warn      RUST_LOG for herald
@@ -51,6 +52,8 @@ export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-39192}"
 export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-36479}"
 TOPIC="${TOPIC:-huleedu.class.created.v1}"
 JWT_SECRET="${JWT_SECRET:-herald-bench-secret}"
+JWT_AUDIENCE="${JWT_AUDIENCE:-herald-bench}"
+JWT_ISSUER="${JWT_ISSUER:-herald-bench}"
 PER_USER=$(((CONNECTIONS + USERS - 1) / USERS))
 MAX_PER_USER="${MAX_PER_USER:-$((PER_USER > 5 ? PER_USER : 5))}"
 SEND_QUEUE="${SEND_QUEUE:-256}"
@@ -138,6 +141,8 @@ NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
   --kafka-brokers "$HERALD_TEST_KAFKA" \
   --redis-url "$HERALD_TEST_REDIS" \
   --jwt-secret "$JWT_SECRET" \
+  --jwt-audience "$JWT_AUDIENCE" \
+  --jwt-issuer "$JWT_ISSUER" \
   --kafka-group "$GROUP" \
   --redis-prefix "$PREFIX" \
   --topic "class_created=$TOPIC" \
@@ -168,6 +173,8 @@ set +e
 "$LOADGEN" \
   --url "ws://127.0.0.1:$PORT/ws" \
   --jwt-secret "$JWT_SECRET" \
+  --jwt-audience "$JWT_AUDIENCE" \
+  --jwt-issuer "$JWT_ISSUER" \
   --connections "$CONNECTIONS" \
   --users "$USERS" \
   --brokers "$HERALD_TEST_KAFKA" \

@@ -17,6 +17,8 @@
 //!    leeway for clock skew.
 //! 5. `aud` and `iss` are required and must match when configured, and ignored when not.
 //! 6. `sub` must be a non-empty string: it is the user id, and names the Redis channel `ws:{sub}`.
+//!    It must name a user by the platform's rule (`herald::runtime::event::is_real_user_id`): the
+//!    placeholder `"unknown"` never does.
 //!
 //! Tokens are bearer credentials: nothing here puts one into an error, and [`ExtractedToken`]'s
 //! `Debug` redacts it, so logging either is safe.
@@ -203,6 +205,10 @@ pub(crate) enum AuthError {
     /// `sub` is present but is not a non-empty string, so it cannot be a user id.
     #[error("token subject (sub) must be a non-empty string")]
     InvalidSubject,
+    /// `sub` is the platform's placeholder for an unknown user (`"unknown"`), never a real user:
+    /// accepting it would put every such token on one shared channel.
+    #[error("token subject (sub) is a placeholder, not a user")]
+    PlaceholderSubject,
     /// Verification failed for a reason none of the other variants names; refused to fail closed.
     #[error("token was rejected")]
     Rejected,
@@ -225,6 +231,7 @@ impl AuthError {
             AuthError::MissingClaim(_) => "TOKEN_MISSING_CLAIM",
             AuthError::InvalidClaim(_) => "TOKEN_INVALID_CLAIM",
             AuthError::InvalidSubject => "TOKEN_INVALID_SUBJECT",
+            AuthError::PlaceholderSubject => "TOKEN_PLACEHOLDER_SUBJECT",
             AuthError::Rejected => "TOKEN_REJECTED",
         }
     }
@@ -341,7 +348,13 @@ impl Authenticator {
 
         match claims.sub {
             None => Err(AuthError::MissingClaim("sub")),
-            Some(serde_json::Value::String(subject)) if !subject.is_empty() => Ok(subject),
+            Some(serde_json::Value::String(subject)) if !subject.is_empty() => {
+                if herald::runtime::event::is_real_user_id(&subject) {
+                    Ok(subject)
+                } else {
+                    Err(AuthError::PlaceholderSubject)
+                }
+            }
             Some(_) => Err(AuthError::InvalidSubject),
         }
     }
@@ -515,9 +528,10 @@ fn decode_base64url(encoded: &str) -> Option<Vec<u8>> {
 pub(crate) struct ExtractedToken {
     /// The raw token, to pass to [`Authenticator::verify`]. Never log it.
     pub(crate) token: String,
-    /// The subprotocol the server must echo in its handshake response, if the token came from
+    /// The subprotocol the server must select in its handshake response, if the token came from
     /// `Sec-WebSocket-Protocol`: a browser fails the connection unless the server selects one of the
-    /// protocols it offered. `bearer` when offered, otherwise the token entry itself.
+    /// protocols it offered. Always the `bearer` entry as offered, never the token: a selected
+    /// protocol is echoed in a response header, where proxies and browser tools record it.
     pub(crate) echo_protocol: Option<String>,
 }
 
@@ -598,8 +612,10 @@ fn percent_decode_query_component(component: &str) -> String {
 
 /// A browser offers subprotocols as one comma-separated header (or several). With `bearer` among
 /// them, the token is another entry, preferring one shaped like a JWT (so that an application
-/// protocol offered alongside is not mistaken for it). Without `bearer`, an entry shaped like a JWT
-/// is the token; any other protocol is not ours to interpret.
+/// protocol offered alongside is not mistaken for it). Without `bearer` there is no token here: the
+/// only protocol herald could select would be the token itself, echoing the secret in a response
+/// header, so a client offering a bare token is answered as one offering none (1008,
+/// `TOKEN_MISSING`).
 fn token_from_websocket_protocol_header(headers: &HeaderMap) -> Option<ExtractedToken> {
     let offered_protocols: Vec<&str> = headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
@@ -619,10 +635,7 @@ fn token_from_websocket_protocol_header(headers: &HeaderMap) -> Option<Extracted
             // Echo the protocol exactly as offered: browsers compare it case-sensitively.
             Some(ExtractedToken { token: (*token).to_owned(), echo_protocol: Some((*bearer_protocol).to_owned()) })
         }
-        None => {
-            let token = offered_protocols.iter().find(|protocol| looks_like_jwt(protocol))?;
-            Some(ExtractedToken { token: (*token).to_owned(), echo_protocol: Some((*token).to_owned()) })
-        }
+        None => None,
     }
 }
 
@@ -832,6 +845,7 @@ mod tests {
             ("empty sub", sign_hs256(&with_claim("sub", json!(""))), Err(AuthError::InvalidSubject)),
             ("numeric sub", sign_hs256(&with_claim("sub", json!(42))), Err(AuthError::InvalidSubject)),
             ("boolean sub", sign_hs256(&with_claim("sub", json!(true))), Err(AuthError::InvalidSubject)),
+            ("placeholder sub", sign_hs256(&with_claim("sub", json!("unknown"))), Err(AuthError::PlaceholderSubject)),
             // jsonwebtoken 10 fails to parse the whole claims set when `sub` is an array or object
             // (its lenient `sub` parsing leaves the JSON reader mid-value), so these surface as
             // malformed. Refused either way.
@@ -1191,6 +1205,7 @@ OpehR4+Q2rb5plJpRoKe1sb/HHF3XXWo
             AuthError::InvalidClaim("nbf"),
             AuthError::InvalidClaim("iat"),
             AuthError::InvalidSubject,
+            AuthError::PlaceholderSubject,
             AuthError::Rejected,
         ];
         for error in &every_error {
@@ -1208,6 +1223,7 @@ OpehR4+Q2rb5plJpRoKe1sb/HHF3XXWo
                 | AuthError::MissingClaim(_)
                 | AuthError::InvalidClaim(_)
                 | AuthError::InvalidSubject
+                | AuthError::PlaceholderSubject
                 | AuthError::Rejected => {}
             }
         }
@@ -1241,7 +1257,7 @@ OpehR4+Q2rb5plJpRoKe1sb/HHF3XXWo
         codes.sort_unstable();
         codes.dedup();
         // MissingClaim and InvalidClaim are listed several times with one code each.
-        assert_eq!(codes.len(), 14);
+        assert_eq!(codes.len(), 15);
     }
 
     #[test]
@@ -1367,12 +1383,9 @@ OpehR4+Q2rb5plJpRoKe1sb/HHF3XXWo
         check_extraction(&[(protocol, "bearer"), (protocol, JWT_SHAPED)], None, Some((JWT_SHAPED, Some("bearer"))));
         // Not shaped like a JWT, but `bearer` says it is the token; verification will call it malformed.
         check_extraction(&[(protocol, "bearer, not-a-jwt")], None, Some(("not-a-jwt", Some("bearer"))));
-        check_extraction(&[(protocol, JWT_SHAPED)], None, Some((JWT_SHAPED, Some(JWT_SHAPED))));
-        check_extraction(
-            &[(protocol, &format!("herald.v1, {JWT_SHAPED}"))],
-            None,
-            Some((JWT_SHAPED, Some(JWT_SHAPED))),
-        );
+        // A bare token is not taken: selecting it would echo the secret in the response.
+        check_extraction(&[(protocol, JWT_SHAPED)], None, None);
+        check_extraction(&[(protocol, &format!("herald.v1, {JWT_SHAPED}"))], None, None);
         check_extraction(&[(protocol, "bearer")], None, None);
         check_extraction(&[(protocol, "bearer, ")], None, None);
         check_extraction(&[(protocol, "herald.v1")], None, None);

@@ -147,9 +147,30 @@ pub struct Config {
     #[arg(long, env = "HERALD_OWNER_TTL_SECONDS", default_value_t = 30 * 86_400)]
     pub owner_ttl_seconds: u64,
 
-    /// Accept events over HTTP (POST /v1/events). Always on in embedded mode.
+    /// Accept events over HTTP (POST /v1/events). Always on in embedded mode. Production mode also
+    /// needs --ingest-token.
     #[arg(long, env = "HERALD_HTTP_INGEST")]
     pub http_ingest: bool,
+
+    // Token scope, ingest authentication and owner lookups.
+    /// Accept tokens without checking `aud` and `iss` in production mode. Without this flag,
+    /// production mode needs --jwt-audience and --jwt-issuer, so that a token issued for another
+    /// service of the platform cannot open a socket here.
+    #[arg(long, env = "HERALD_ALLOW_UNSCOPED_TOKENS")]
+    pub allow_unscoped_tokens: bool,
+
+    /// Secret that POST /v1/events requires as `Authorization: Bearer <token>`. Required with
+    /// --http-ingest in production mode; optional in embedded mode (when unset, anyone may post).
+    #[arg(long, env = "HERALD_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+
+    /// Owner lookups (--owner-lookup-url) running at once; more wait their turn, never the consumer.
+    #[arg(long, env = "HERALD_OWNER_LOOKUP_CONCURRENCY", default_value_t = 8)]
+    pub owner_lookup_concurrency: usize,
+
+    /// Seconds one owner lookup may take before it counts as unanswered (retried by the sweeper).
+    #[arg(long, env = "HERALD_OWNER_LOOKUP_TIMEOUT_SECONDS", default_value_t = 2)]
+    pub owner_lookup_timeout_seconds: u64,
 
     /// Seconds allowed for a graceful shutdown after SIGTERM.
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
@@ -245,6 +266,24 @@ impl Config {
         if !self.embedded() && self.jwt_secret.is_none() && self.jwt_public_key.is_none() {
             return Err("production mode needs --jwt-secret or --jwt-public-key".into());
         }
+        if !self.embedded() && !self.allow_unscoped_tokens && (self.jwt_audience.is_none() || self.jwt_issuer.is_none())
+        {
+            return Err("production mode needs --jwt-audience and --jwt-issuer (the `aud` and `iss` every token \
+                 must carry), so that a token issued for another service cannot open a socket; give \
+                 --allow-unscoped-tokens to accept tokens without checking them"
+                .into());
+        }
+        if !self.embedded() && self.http_ingest && self.ingest_token.as_deref().is_none_or(str::is_empty) {
+            return Err("--http-ingest in production mode needs --ingest-token: without it anyone who can reach \
+                 herald could post events"
+                .into());
+        }
+        if self.ingest_token.as_deref() == Some("") {
+            return Err("--ingest-token is empty: set a secret, or unset it".into());
+        }
+        if self.owner_lookup_concurrency == 0 || self.owner_lookup_timeout_seconds == 0 {
+            return Err("--owner-lookup-concurrency and --owner-lookup-timeout-seconds must be at least 1".into());
+        }
         if self.jwt_secret.is_some() && self.jwt_public_key.is_some() {
             return Err("give --jwt-secret or --jwt-public-key, not both".into());
         }
@@ -291,6 +330,10 @@ impl Config {
         Duration::from_secs(self.idle_timeout_seconds.max(1))
     }
 
+    pub(crate) fn owner_lookup_timeout(&self) -> Duration {
+        Duration::from_secs(self.owner_lookup_timeout_seconds)
+    }
+
     pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
     }
@@ -309,7 +352,7 @@ mod tests {
 
     #[test]
     fn config_files_become_flags_and_the_command_line_wins() {
-        let file = "# herald\nkafka-brokers = kafka:9092\nredis-url = \"redis://r:6379\"\ntopic = batch_essays_ready=a.b\n\njwt-secret = s # inline\n";
+        let file = "# herald\nkafka-brokers = kafka:9092\nredis-url = \"redis://r:6379\"\ntopic = batch_essays_ready=a.b\n\njwt-secret = s # inline\njwt-audience = a\njwt-issuer = i\n";
         let mut args = vec!["herald".to_owned()];
         args.extend(file_args(file).unwrap());
         args.extend(["--kafka-brokers".to_owned(), "other:9092".to_owned()]);
@@ -329,5 +372,46 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("--redis-url"));
         let config = Config::try_parse_from(["herald"]).unwrap();
         assert!(config.embedded() && config.validate().is_ok());
+    }
+
+    #[track_caller]
+    fn check_production(flags: &[&str], expected_error_naming: Option<&[&str]>) {
+        let mut args = vec!["herald", "--kafka-brokers", "k:9092", "--redis-url", "redis://r", "--jwt-secret", "s"];
+        args.extend(flags);
+        let result = Config::try_parse_from(&args).unwrap().validate();
+        match expected_error_naming {
+            None => assert!(result.is_ok(), "{flags:?}: {result:?}"),
+            Some(names) => {
+                let error = result.expect_err("refused");
+                for name in names {
+                    assert!(error.contains(name), "{flags:?}: the error should name {name}: {error}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn production_tokens_are_scoped_unless_explicitly_not() {
+        let scoped = ["--jwt-audience", "a", "--jwt-issuer", "i"];
+        let needs = Some(&["--jwt-audience", "--jwt-issuer", "--allow-unscoped-tokens"][..]);
+        check_production(&[], needs);
+        check_production(&["--jwt-audience", "a"], needs);
+        check_production(&["--jwt-issuer", "i"], needs);
+        check_production(&scoped, None);
+        check_production(&["--allow-unscoped-tokens"], None);
+        // Embedded mode is for development: nothing is required there.
+        assert!(Config::try_parse_from(["herald"]).unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn production_http_ingest_needs_an_ingest_token() {
+        let scoped = ["--jwt-audience", "a", "--jwt-issuer", "i"];
+        let with = |extra: &[&'static str]| [&scoped[..], extra].concat();
+        check_production(&with(&["--http-ingest"]), Some(&["--http-ingest", "--ingest-token"]));
+        check_production(&with(&["--http-ingest", "--ingest-token", ""]), Some(&["--ingest-token"]));
+        check_production(&with(&["--http-ingest", "--ingest-token", "secret"]), None);
+        check_production(&with(&[]), None);
+        let embedded = Config::try_parse_from(["herald", "--http-ingest"]).unwrap();
+        assert!(embedded.validate().is_ok(), "embedded mode needs no ingest token");
     }
 }

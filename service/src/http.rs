@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -68,8 +68,20 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
-/// `POST /v1/events`: the same envelope and validation as a Kafka record.
-async fn ingest(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
+/// `POST /v1/events`: the same envelope and validation as a Kafka record. With `--ingest-token`
+/// (required in production), only a request carrying it as a bearer token is accepted.
+async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(expected) = &app.ingest_token
+        && !presents_ingest_token(&headers, expected)
+    {
+        let message = "POST /v1/events needs `Authorization: Bearer <ingest token>` (the --ingest-token secret)";
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({ "error": "unauthorized", "message": message })),
+        )
+            .into_response();
+    }
     match app.pipeline.process(&body, now_unix_ms()).await {
         Ok(Outcome::Handled { name, delivery }) => {
             let (delivery, user) = match delivery {
@@ -92,5 +104,50 @@ async fn ingest(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "unavailable", "message": message })))
                 .into_response()
         }
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <expected>`. The comparison takes the same
+/// time wherever the tokens differ: it compares SHA-256 digests of both (so their lengths do not
+/// matter either) without stopping at the first difference.
+fn presents_ingest_token(headers: &HeaderMap, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once([' ', '\t']))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(presented) = presented else { return false };
+    let (presented, expected) = (Sha256::digest(presented.as_bytes()), Sha256::digest(expected.as_bytes()));
+    let difference = presented.iter().zip(expected.iter()).fold(0u8, |difference, (a, b)| difference | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(authorization: Option<&str>, expected: bool) {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        }
+        assert_eq!(presents_ingest_token(&headers, "s3cret-ingest"), expected, "{authorization:?}");
+    }
+
+    #[test]
+    fn the_ingest_token_is_a_bearer_token_matched_exactly() {
+        check(Some("Bearer s3cret-ingest"), true);
+        check(Some("bearer   s3cret-ingest "), true);
+        check(None, false);
+        check(Some("Bearer"), false);
+        check(Some("Bearer "), false);
+        check(Some("Bearer s3cret-ingesT"), false);
+        check(Some("Bearer s3cret-ingest2"), false);
+        check(Some("Bearer s3cret"), false);
+        check(Some("Basic s3cret-ingest"), false);
+        check(Some("s3cret-ingest"), false);
     }
 }

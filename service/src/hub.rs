@@ -32,6 +32,12 @@ pub(crate) struct Outbound {
 }
 
 /// A change in the set of users this instance has sockets for, which the Redis subscriber follows.
+///
+/// Changes are sent on the unbounded channel while the hub's lock is held, so the channel's order
+/// is the order in which the hub's map changed: a user's `Unsubscribe` (last socket closed) can
+/// never overtake the `Subscribe` of the socket that registered right after it (a tab reload), which
+/// would leave the open socket deaf. An unbounded send never waits, so holding the lock for it
+/// blocks nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SubscriptionChange {
     /// Listen to the user's channel, then confirm `generation` (see [`Hub::confirm`]).
@@ -116,7 +122,7 @@ impl Hub {
         let (sender, receiver) = mpsc::channel(self.queue);
         let slow = CancellationToken::new();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (subscribed, subscribe) = {
+        let subscribed = {
             let mut users = self.lock();
             let entry = users.entry(user.to_owned()).or_insert_with(|| UserConnections {
                 connections: Vec::new(),
@@ -135,28 +141,29 @@ impl Hub {
                 entry.waiting.push(confirm);
                 confirmed
             });
-            (subscribed, first.then_some(entry.generation))
+            if first && let Some(subscriptions) = &self.subscriptions {
+                // Sent while the lock is held (see `SubscriptionChange`).
+                let generation = entry.generation;
+                let _ = subscriptions.send(SubscriptionChange::Subscribe { user: user.to_owned(), generation });
+            }
+            subscribed
         };
-        if let (Some(generation), Some(subscriptions)) = (subscribe, &self.subscriptions) {
-            let _ = subscriptions.send(SubscriptionChange::Subscribe { user: user.to_owned(), generation });
-        }
         self.metrics.connections.inc();
         Ok(Registration { hub: Arc::clone(self), user: user.to_owned(), id, receiver, slow, subscribed })
     }
 
     fn deregister(&self, user: &str, id: u64) {
-        let last = {
+        {
             let mut users = self.lock();
             let Some(entry) = users.get_mut(user) else { return };
             entry.connections.retain(|connection| connection.id != id);
-            let last = entry.connections.is_empty();
-            if last {
+            if entry.connections.is_empty() {
                 users.remove(user);
+                // Sent while the lock is held (see `SubscriptionChange`).
+                if let Some(subscriptions) = &self.subscriptions {
+                    let _ = subscriptions.send(SubscriptionChange::Unsubscribe(user.to_owned()));
+                }
             }
-            last
-        };
-        if last && let Some(subscriptions) = &self.subscriptions {
-            let _ = subscriptions.send(SubscriptionChange::Unsubscribe(user.to_owned()));
         }
         self.metrics.connections.dec();
     }
@@ -285,6 +292,72 @@ mod tests {
         drop(again);
         hub.confirm("u", None);
         assert!(hub.register("u").unwrap().subscribed(short).await);
+    }
+
+    /// Replays subscription changes in order onto a model of what the Redis subscriber listens to,
+    /// failing on any change that is not a transition (a second `Subscribe` for a user already
+    /// listened to, an `Unsubscribe` for one that is not): such a change proves two changes of one
+    /// user were sent out of order. Returns each listened-to user with the generation it confirms.
+    fn apply_in_order(changes: &mut mpsc::UnboundedReceiver<SubscriptionChange>, model: &mut HashMap<String, u64>) {
+        while let Ok(change) = changes.try_recv() {
+            match change {
+                SubscriptionChange::Subscribe { user, generation } => {
+                    let earlier = model.insert(user.clone(), generation);
+                    assert!(earlier.is_none(), "Subscribe for {user} while already subscribed: changes out of order");
+                }
+                SubscriptionChange::Unsubscribe(user) => {
+                    assert!(
+                        model.remove(&user).is_some(),
+                        "Unsubscribe for {user} while not subscribed: changes out of order"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Tab reloads, many at once: threads register and drop connections of the same few users as
+    /// fast as they can. Whatever the interleaving, the changes applied in the order they were sent
+    /// must leave the subscriber listening to exactly the hub's users, with their current generations.
+    #[test]
+    fn racing_registrations_leave_the_subscriptions_equal_to_the_hub() {
+        const THREADS: usize = 8;
+        const ROUNDS: usize = 20;
+        const ITERATIONS: usize = 500;
+        let (changes, mut seen) = mpsc::unbounded_channel();
+        let hub = Hub::new(THREADS, 8, Some(changes), Metrics::new().0);
+        let users = ["reloading", "second", "third"];
+        let mut model = HashMap::new();
+        for round in 0..ROUNDS {
+            let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+            let kept: Vec<Option<Registration>> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..THREADS)
+                    .map(|thread| {
+                        let (hub, barrier) = (Arc::clone(&hub), Arc::clone(&barrier));
+                        // Most threads share one user, so its last socket closing and a new one
+                        // registering race constantly; the rest spread over the other users.
+                        let user = if thread % 2 == 0 { users[0] } else { users[1 + (thread / 2 + round) % 2] };
+                        scope.spawn(move || {
+                            barrier.wait();
+                            for _ in 0..ITERATIONS {
+                                drop(hub.register(user).expect("under the limit"));
+                            }
+                            // Some threads end holding a connection, some not, varying by round.
+                            ((thread + round) % 3 == 0).then(|| hub.register(user).expect("under the limit"))
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|thread| thread.join().expect("the thread finished")).collect()
+            });
+            apply_in_order(&mut seen, &mut model);
+            let mut expected: Vec<(String, u64)> = hub.users();
+            let mut subscribed: Vec<(String, u64)> = model.clone().into_iter().collect();
+            expected.sort();
+            subscribed.sort();
+            assert_eq!(subscribed, expected, "round {round}: the subscriber's view differs from the hub");
+            drop(kept);
+            apply_in_order(&mut seen, &mut model);
+            assert!(model.is_empty() && hub.users().is_empty(), "round {round}: everyone left");
+        }
     }
 
     #[tokio::test]

@@ -52,6 +52,8 @@ pub(crate) struct AppState {
     pub max_inbound_bytes: usize,
     pub max_record_bytes: usize,
     pub http_ingest: bool,
+    /// The secret `POST /v1/events` requires as a bearer token, when configured.
+    pub ingest_token: Option<String>,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
 }
@@ -133,8 +135,16 @@ pub async fn run(
             (backend::Backend::Memory(Arc::new(memory)), hub, None)
         }
     };
-    let lookup = config.owner_lookup_url.clone().map(pipeline::OwnerLookup::new);
-    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), config.redis_prefix.clone(), lookup);
+    let (lookups, lookup_runner) = match &config.owner_lookup_url {
+        Some(url) => {
+            let (lookups, runner) =
+                pipeline::owner_lookups(url, config.owner_lookup_concurrency, config.owner_lookup_timeout())
+                    .map_err(StartError::Config)?;
+            (Some(lookups), Some(runner))
+        }
+        None => (None, None),
+    };
+    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), config.redis_prefix.clone(), lookups);
 
     let app = Arc::new(AppState {
         pipeline: Arc::clone(&pipeline),
@@ -149,6 +159,7 @@ pub async fn run(
         max_inbound_bytes: config.max_inbound_bytes,
         max_record_bytes: config.max_record_bytes,
         http_ingest: config.http_ingest || config.embedded(),
+        ingest_token: config.ingest_token.clone(),
         ping_interval: config.ping_interval(),
         idle_timeout: config.idle_timeout(),
     });
@@ -159,6 +170,14 @@ pub async fn run(
         tasks.spawn("consumer", kafka.run(Arc::clone(&pipeline), metrics.clone(), health.clone(), stop.clone()));
     }
     tasks.spawn("parking sweeper", sweep(Arc::clone(&pipeline), stop.clone()));
+    if let Some(runner) = lookup_runner {
+        let pipeline = Arc::clone(&pipeline);
+        let stop = stop.clone();
+        tasks.spawn("owner lookup", async move {
+            runner.run(pipeline, stop).await;
+            Ok(())
+        });
+    }
 
     let address = listener.local_addr()?;
     if config.embedded() {

@@ -3,6 +3,7 @@
 //! Kafka records and HTTP-ingested events take this same path. The outcome tells the caller what
 //! to do with the record: commit it, dead-letter it, or (on a transient fault) retry it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use axum::extract::ws::Utf8Bytes;
 use herald::runtime::Notification;
 use herald::{EventEnvelope, EventHandler};
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Delivery, Outgoing, Unavailable};
 use crate::metrics::Metrics;
@@ -41,26 +44,22 @@ pub(crate) enum Outcome {
 }
 
 /// Finds batch owners through the batch orchestrator's HTTP API.
-pub(crate) struct OwnerLookup {
+struct OwnerLookup {
     client: reqwest::Client,
-    base_url: String,
+    /// `{URL}` of `--owner-lookup-url`; the batch path is appended segment by segment.
+    base_url: reqwest::Url,
 }
 
 impl OwnerLookup {
-    pub(crate) fn new(base_url: String) -> Self {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
-        OwnerLookup { client, base_url: base_url.trim_end_matches('/').to_owned() }
-    }
-
     /// The owner of `batch`, or `None` when the orchestrator does not know it or cannot be reached
-    /// (the notification then stays parked; lookups are retried by the parking sweeper).
-    pub(crate) async fn owner_of(&self, batch: &str) -> Option<String> {
+    /// within the client's timeout (the notification then stays parked; the sweeper asks again).
+    async fn owner_of(&self, batch: &str) -> Option<String> {
         #[derive(serde::Deserialize)]
         struct PipelineState {
             user_id: Option<String>,
         }
-        let url = format!("{}/internal/v1/batches/{batch}/pipeline-state", self.base_url);
-        let response = match self.client.get(&url).send().await {
+        let url = self.url_for(batch)?;
+        let response = match self.client.get(url).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
                 tracing::debug!(batch, status = response.status().as_u16(), "owner lookup found nothing");
@@ -74,13 +73,144 @@ impl OwnerLookup {
         let state: PipelineState = response.json().await.ok()?;
         state.user_id.filter(|user| herald::runtime::event::is_real_user_id(user))
     }
+
+    /// `{URL}/internal/v1/batches/{batch}/pipeline-state` with the batch id escaped as exactly one
+    /// path segment (`/`, `?`, `#`, `%` and spaces included). `None` for `.` and `..`, which a URL
+    /// cannot carry as a segment (they would name another path): such a batch is never looked up.
+    fn url_for(&self, batch: &str) -> Option<reqwest::Url> {
+        if matches!(batch, "" | "." | "..") {
+            return None;
+        }
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .ok()?
+            .pop_if_empty()
+            .extend(["internal", "v1", "batches"])
+            .push(batch)
+            .push("pipeline-state");
+        Some(url)
+    }
+}
+
+/// Asks for batch owners beside the consumer: the pipeline parks a notification whose owner is
+/// unknown and returns at once, and [`OwnerLookups::request`] only queues its batch. A slow batch
+/// orchestrator then delays the notifications waiting for it, never the records behind them.
+///
+/// At most one lookup per batch is in flight; lookups run at most `--owner-lookup-concurrency` at a
+/// time, each bounded by `--owner-lookup-timeout-seconds`. An answer releases the batch's parked
+/// notifications (`Backend::learn_owner`); no answer leaves them parked for the sweeper to ask again.
+pub(crate) struct OwnerLookups {
+    /// Batches queued or being looked up; a request for one of them adds nothing.
+    in_flight: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Unbounded, but never holds a batch twice (see `in_flight`): at most one entry per parked batch.
+    queue: mpsc::UnboundedSender<String>,
+}
+
+/// The task that runs the lookups [`OwnerLookups`] queues (see [`OwnerLookupRunner::run`]).
+pub(crate) struct OwnerLookupRunner {
+    lookup: Arc<OwnerLookup>,
+    in_flight: Arc<std::sync::Mutex<HashSet<String>>>,
+    queue: mpsc::UnboundedReceiver<String>,
+    concurrency: Arc<tokio::sync::Semaphore>,
+}
+
+/// Builds the lookup queue and its runner for `base_url`, or says why the URL cannot be used.
+pub(crate) fn owner_lookups(
+    base_url: &str,
+    concurrency: usize,
+    timeout: Duration,
+) -> Result<(OwnerLookups, OwnerLookupRunner), String> {
+    let base_url = reqwest::Url::parse(base_url).map_err(|error| {
+        format!("--owner-lookup-url {base_url:?} is not a URL ({error}); give e.g. http://host:port")
+    })?;
+    if base_url.cannot_be_a_base() || !matches!(base_url.scheme(), "http" | "https") {
+        return Err(format!("--owner-lookup-url {base_url} must be an http:// or https:// URL"));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|error| format!("cannot build the owner lookup HTTP client: {error}"))?;
+    let in_flight = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let (queue, receiver) = mpsc::unbounded_channel();
+    let lookups = OwnerLookups { in_flight: Arc::clone(&in_flight), queue };
+    let runner = OwnerLookupRunner {
+        lookup: Arc::new(OwnerLookup { client, base_url }),
+        in_flight,
+        queue: receiver,
+        concurrency: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+    };
+    Ok((lookups, runner))
+}
+
+fn lock_batches(batches: &std::sync::Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    // Every change is one insert or remove, so a panic elsewhere cannot leave the set inconsistent.
+    batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl OwnerLookups {
+    /// Queues a lookup of `batch`'s owner unless one is already queued or running. Never waits.
+    pub(crate) fn request(&self, batch: &str) {
+        let mut in_flight = lock_batches(&self.in_flight);
+        if in_flight.insert(batch.to_owned()) && self.queue.send(batch.to_owned()).is_err() {
+            // The runner has stopped (shutdown): nothing will look it up.
+            in_flight.remove(batch);
+        }
+    }
+}
+
+/// Removes a batch from the in-flight set when its lookup ends, however it ends.
+struct InFlight {
+    batches: Arc<std::sync::Mutex<HashSet<String>>>,
+    batch: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock_batches(&self.batches).remove(&self.batch);
+    }
+}
+
+impl OwnerLookupRunner {
+    /// Runs queued lookups until `stop`, at most `--owner-lookup-concurrency` at once; an answer
+    /// releases the batch's parked notifications through `pipeline`.
+    pub(crate) async fn run(mut self, pipeline: Arc<Pipeline>, stop: CancellationToken) {
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            let batch = tokio::select! {
+                () = stop.cancelled() => return,
+                Some(_) = running.join_next(), if !running.is_empty() => continue,
+                batch = self.queue.recv() => match batch {
+                    Some(batch) => batch,
+                    None => return,
+                },
+            };
+            let guard = InFlight { batches: Arc::clone(&self.in_flight), batch };
+            let permit = tokio::select! {
+                () = stop.cancelled() => return,
+                permit = Arc::clone(&self.concurrency).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // The semaphore is never closed.
+                    Err(_) => return,
+                },
+            };
+            let (lookup, pipeline) = (Arc::clone(&self.lookup), Arc::clone(&pipeline));
+            running.spawn(async move {
+                let _permit = permit;
+                let batch = guard.batch.as_str();
+                if let Some(owner) = lookup.owner_of(batch).await {
+                    pipeline.owner_found(batch, &owner).await;
+                }
+                drop(guard);
+            });
+        }
+    }
 }
 
 pub(crate) struct Pipeline {
     backend: Backend,
     metrics: Metrics,
     redis_prefix: String,
-    lookup: Option<OwnerLookup>,
+    lookups: Option<OwnerLookups>,
 }
 
 impl Pipeline {
@@ -88,9 +218,9 @@ impl Pipeline {
         backend: Backend,
         metrics: Metrics,
         redis_prefix: String,
-        lookup: Option<OwnerLookup>,
+        lookups: Option<OwnerLookups>,
     ) -> Arc<Self> {
-        Arc::new(Pipeline { backend, metrics, redis_prefix, lookup })
+        Arc::new(Pipeline { backend, metrics, redis_prefix, lookups })
     }
 
     pub(crate) fn backend(&self) -> &Backend {
@@ -146,15 +276,11 @@ impl Pipeline {
             (Some(user), _) => self.backend.deliver_to_user(user, &outgoing).await?,
             (None, Some(batch)) => {
                 let delivery = self.backend.deliver_to_batch_owner(batch, &outgoing).await?;
+                // Parked at once; the lookup runs beside the consumer (see `OwnerLookups`).
                 if matches!(delivery, Delivery::Parked { .. })
-                    && let Some(lookup) = &self.lookup
-                    && let Some(owner) = lookup.owner_of(batch).await
+                    && let Some(lookups) = &self.lookups
                 {
-                    // Learning the owner publishes what is parked for the batch, this one included.
-                    let released = self.backend.learn_owner(batch, &owner).await?;
-                    self.metrics.published.inc_by(released);
-                    tracing::info!(notification = name, batch, user = owner, released, "batch owner found by lookup");
-                    return Ok(Outcome::Handled { name, delivery: Delivery::Published { user: owner } });
+                    lookups.request(batch);
                 }
                 delivery
             }
@@ -200,15 +326,24 @@ impl Pipeline {
             self.metrics.expired("ttl", expired);
             tracing::warn!(expired, "parked notifications expired: their batch owner never became known");
         }
-        if let Some(lookup) = &self.lookup {
+        if let Some(lookups) = &self.lookups {
             for batch in self.backend.parked_batches(100).await? {
-                if let Some(owner) = lookup.owner_of(&batch).await {
-                    let released = self.backend.learn_owner(&batch, &owner).await?;
-                    self.metrics.published.inc_by(released);
-                }
+                lookups.request(&batch);
             }
         }
         Ok(())
+    }
+
+    /// A lookup answered: learning the owner publishes what is parked for the batch. A backend
+    /// outage leaves the notifications parked; the sweeper's next lookup tries again.
+    async fn owner_found(&self, batch: &str, owner: &str) {
+        match self.backend.learn_owner(batch, owner).await {
+            Ok(released) => {
+                self.metrics.published.inc_by(released);
+                tracing::info!(batch, user = owner, released, "batch owner found by lookup");
+            }
+            Err(error) => tracing::warn!(batch, %error, "batch owner found but not recorded; will ask again"),
+        }
     }
 }
 
@@ -308,6 +443,25 @@ mod tests {
         assert_eq!(span.span_context.trace_id().to_string(), "b1051ff33be4f55e51665cd9f067b895");
         assert_eq!(span.parent_span_id.to_string(), "62d1c427e16c0d06");
         assert_eq!(span.span_context.trace_state().header(), "rojo=00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn a_batch_id_is_one_escaped_path_segment_of_the_lookup_url() {
+        let (_, runner) = owner_lookups("http://orchestrator:8080/base/", 1, Duration::from_secs(1)).unwrap();
+        let check = |batch: &str, expected: Option<&str>| {
+            let url = runner.lookup.url_for(batch).map(|url| url.to_string());
+            assert_eq!(url.as_deref(), expected, "batch {batch:?}");
+        };
+        check("b-1", Some("http://orchestrator:8080/base/internal/v1/batches/b-1/pipeline-state"));
+        check(
+            "a/b?c#d%e f",
+            Some("http://orchestrator:8080/base/internal/v1/batches/a%2Fb%3Fc%23d%25e%20f/pipeline-state"),
+        );
+        check("../admin", Some("http://orchestrator:8080/base/internal/v1/batches/..%2Fadmin/pipeline-state"));
+        check("..", None);
+        check(".", None);
+        assert!(owner_lookups("orchestrator:8080", 1, Duration::from_secs(1)).is_err(), "no scheme");
+        assert!(owner_lookups("not a url", 1, Duration::from_secs(1)).is_err());
     }
 
     #[test]

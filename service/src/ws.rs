@@ -6,11 +6,15 @@
 //!
 //! | code | when |
 //! |---|---|
-//! | 1008 | the token is missing or invalid (reason: `{"error_code": ..., "message": ...}`) |
+//! | 1008 | the token is missing or invalid, or its `sub` is the placeholder `"unknown"` (reason: `{"error_code": ..., "message": ...}`) |
 //! | 4000 | the user already holds the maximum number of connections (`QUOTA_EXCEEDED`) |
 //! | 1013 | the connection's send queue filled up: the client is too slow (`SLOW_CONSUMER`) |
 //! | 1001 | the client stopped answering pings, or stopped reading (`IDLE_TIMEOUT`) |
+//! | 1009 | the client sent a frame or message over `--max-inbound-bytes` (`MESSAGE_TOO_BIG`) |
 //! | 1012 | the server is shutting down; reconnect to another instance (`SERVICE_RESTART`) |
+//!
+//! A token offered as a subprotocol (`Sec-WebSocket-Protocol: bearer, <token>`) is answered with
+//! the protocol `bearer` only: the token is never echoed in a response header.
 //!
 //! One task per socket reads client frames and writes queued notifications; client frames never
 //! block delivery for long, since the only reply they can cause is a pong.
@@ -35,6 +39,7 @@ mod close {
     pub(super) const QUOTA: u16 = 4000;
     pub(super) const TRY_AGAIN_LATER: u16 = 1013;
     pub(super) const GOING_AWAY: u16 = 1001;
+    pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
     pub(super) const SERVICE_RESTART: u16 = 1012;
 }
 
@@ -122,6 +127,8 @@ enum Stop {
     Shutdown,
     /// The client has not answered pings, or has not taken a write, for the idle timeout: 1001.
     Idle,
+    /// The client sent a frame or message over `--max-inbound-bytes`: 1009.
+    TooBig,
 }
 
 impl Stop {
@@ -142,6 +149,11 @@ impl Stop {
             Stop::Idle => {
                 close_with(socket, close::GOING_AWAY, reason("IDLE_TIMEOUT", "No answer to pings")).await;
                 "idle"
+            }
+            Stop::TooBig => {
+                let reason = reason("MESSAGE_TOO_BIG", "Client messages are limited in size; only pings are expected");
+                close_with(socket, close::MESSAGE_TOO_BIG, reason).await;
+                "too_big"
             }
         }
     }
@@ -202,7 +214,11 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) 
                 }
             }
             frame = socket.recv() => {
-                let Some(Ok(frame)) = frame else { break "client" };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(error)) if is_too_big(&error) => break Stop::TooBig.close(&mut socket).await,
+                    Some(Err(_)) | None => break "client",
+                };
                 last_heard = Instant::now();
                 match frame {
                     Message::Text(text) if is_ping(&text) => {
@@ -229,6 +245,14 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) 
     };
     app.metrics.closed(why);
     tracing::debug!(user, why, "disconnected");
+}
+
+/// Whether a read failed because the client's frame or message is over the configured limit
+/// (tungstenite refuses it before reading its payload). The connection can still be closed with
+/// 1009: tungstenite's state stays open for writing after this error.
+fn is_too_big(error: &axum::Error) -> bool {
+    let cause = std::error::Error::source(error).and_then(|cause| cause.downcast_ref::<tungstenite::Error>());
+    matches!(cause, Some(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong { .. })))
 }
 
 /// Whether a client frame is the documented application-level ping, `{"type":"ping"}`.

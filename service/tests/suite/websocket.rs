@@ -62,6 +62,7 @@ async fn bad_tokens_are_closed_with_1008_and_a_short_json_reason() {
         ("missing sub", with(json!({ "sub": null })), Some("TOKEN_MISSING_CLAIM")),
         ("empty sub", with(json!({ "sub": "" })), Some("TOKEN_INVALID_SUBJECT")),
         ("numeric sub", with(json!({ "sub": 42 })), Some("TOKEN_INVALID_SUBJECT")),
+        ("the placeholder sub \"unknown\"", with(json!({ "sub": "unknown" })), Some("TOKEN_PLACEHOLDER_SUBJECT")),
     ] {
         table.check(case, &token, expected).await;
     }
@@ -166,6 +167,12 @@ async fn a_valid_token_works_over_every_transport() {
             .unwrap_or_else(|error| panic!("{transport}: handshake failed: {error}"));
         let protocol = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(|value| value.to_str().unwrap());
         assert_eq!(protocol, echoed_protocol, "{transport}: Sec-WebSocket-Protocol of the response");
+        for (name, value) in response.headers() {
+            assert!(
+                !value.as_bytes().windows(token.len()).any(|window| window == token.as_bytes()),
+                "{transport}: {name} echoes the token"
+            );
+        }
         raw_ping_pong(&mut socket).await;
         sockets.push((transport, socket));
     }
@@ -176,6 +183,123 @@ async fn a_valid_token_works_over_every_transport() {
     for (transport, socket) in &mut sockets {
         let notification = raw_next_text(socket).await;
         assert_eq!(notification["event_id"], event["event_id"], "{transport}");
+    }
+}
+
+/// A token offered as a bare subprotocol (without `bearer`) is not taken: the only protocol herald
+/// could select is the token itself, which would put it in a response header. The response names no
+/// protocol and does not contain the token, and the socket is refused as having no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_never_echoed_in_the_handshake_response() {
+    let herald = Herald::embedded("ws-no-echo", &[]).await;
+    let token = token(&Scope::new("ws-no-echo").user("teacher"));
+    for (case, offered, selected) in [
+        ("bearer and the token", format!("bearer, {token}"), Some("bearer")),
+        ("the token and bearer", format!("{token}, bearer"), Some("bearer")),
+        ("the bare token", token.clone(), None),
+        ("an application protocol and the bare token", format!("herald.v1, {token}"), None),
+    ] {
+        let (head, mut received, mut stream) =
+            raw_handshake(&herald, &format!("Sec-WebSocket-Protocol: {offered}\r\n")).await;
+        assert!(!head.contains(&token), "{case}: the response echoes the token:\n{head}");
+        let protocol = head.lines().find_map(|line| {
+            line.to_ascii_lowercase().strip_prefix("sec-websocket-protocol:").map(|value| value.trim().to_owned())
+        });
+        assert_eq!(protocol.as_deref(), selected, "{case}: selected protocol:\n{head}");
+        if selected.is_none() {
+            let mut chunk = [0u8; 1024];
+            while let Ok(Ok(read @ 1..)) = tokio::time::timeout(DEADLINE, stream.read(&mut chunk)).await {
+                received.extend_from_slice(&chunk[..read]);
+            }
+            let (frames, _) = decode_frames(&received);
+            let close = frames.iter().find_map(|frame| match frame {
+                Frame::Close(code, reason) => Some((*code, reason.clone())),
+                _ => None,
+            });
+            let (code, reason) = close.unwrap_or_else(|| panic!("{case}: no close frame in {frames:?}"));
+            assert_eq!((code, error_code(case, &reason).as_str()), (1008, "TOKEN_MISSING"), "{case}");
+        }
+    }
+}
+
+/// Does a WebSocket handshake on `/ws` by hand with `extra_headers` (each ending in CRLF); returns
+/// the response head, the bytes read after it, and the stream.
+async fn raw_handshake(herald: &Herald, extra_headers: &str) -> (String, Vec<u8>, TcpStream) {
+    let address = format!("127.0.0.1:{}", herald.port);
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    loop {
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end + 4]).into_owned();
+            assert!(head.starts_with("HTTP/1.1 101"), "not upgraded:\n{head}");
+            received.drain(..end + 4);
+            return (head, received, stream);
+        }
+        let mut chunk = [0u8; 1024];
+        let read = tokio::time::timeout(DEADLINE, stream.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(read > 0, "the connection ended during the handshake");
+        received.extend_from_slice(&chunk[..read]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ingest_requires_the_ingest_token_when_one_is_configured() {
+    let herald = Herald::embedded("ws-ingest-token", &["--ingest-token", "s3cret-ingest"]).await;
+    let teacher = Scope::new("ws-ingest-token").user("teacher");
+    let body = serde_json::to_vec(&class_created(&teacher, "class-ingest-token")).unwrap();
+    let client = reqwest::Client::new();
+    for (case, authorization, expected) in [
+        ("no Authorization", None, 401),
+        ("another secret", Some("Bearer not-the-secret"), 401),
+        ("the secret without a scheme", Some("s3cret-ingest"), 401),
+        ("the ingest token", Some("Bearer s3cret-ingest"), 202),
+    ] {
+        let mut request = client.post(herald.url("/v1/events")).body(body.clone());
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{case}");
+        let answer: Value = response.json().await.unwrap();
+        if expected == 401 {
+            assert_eq!(answer["error"], "unauthorized", "{case}: {answer}");
+            assert!(answer["message"].as_str().unwrap().contains("--ingest-token"), "{case}: {answer}");
+        } else {
+            assert_eq!(answer["delivery"], "published", "{case}: {answer}");
+        }
+    }
+    // Without --ingest-token, embedded mode (development) takes events from anyone.
+    let open = Herald::embedded("ws-ingest-open", &[]).await;
+    assert_eq!(open.post(body).await.0, 202);
+}
+
+/// Production mode refuses to start without token scope or with an unauthenticated ingest, and says
+/// which flags fix it. (Validation runs before Kafka or Redis is contacted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_refuses_unscoped_tokens_and_an_open_ingest() {
+    let production = ["--kafka-brokers", "127.0.0.1:9", "--redis-url", "redis://127.0.0.1:9", "--jwt-secret", SECRET];
+    let scoped = ["--jwt-audience", "huleedu-platform", "--jwt-issuer", "huleedu-identity-service"];
+    for (case, extra, names) in [
+        ("no audience or issuer", &[][..], &["--jwt-audience", "--jwt-issuer", "--allow-unscoped-tokens"][..]),
+        ("audience only", &scoped[..2], &["--jwt-audience", "--jwt-issuer"][..]),
+        ("scoped, HTTP ingest without a token", &[&scoped[..], &["--http-ingest"]].concat(), &["--ingest-token"][..]),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(production)
+            .args(extra)
+            .output();
+        let output = tokio::time::timeout(DEADLINE, output).await.expect("herald exits").unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{case}: herald started:\n{stderr}");
+        for name in names {
+            assert!(stderr.contains(name), "{case}: the error should name {name}:\n{stderr}");
+        }
     }
 }
 
@@ -369,11 +493,11 @@ async fn a_frame_over_the_inbound_limit_ends_the_connection_not_the_server() {
     let mut socket = connected(&herald, &teacher).await;
     socket.send_text(&"x".repeat(1000)).await; // under the limit: ignored like any unknown frame
     socket.send_text(&"x".repeat(2048)).await;
-    // herald drops the connection without a close frame (1006 on this side); 1009 "message too
-    // big" would be the courteous close.
     let ended = socket.receive().await;
     let Received::Closed(code, reason) = ended else { panic!("expected the connection to end, got {ended:?}") };
-    assert!(code == 1006 || code == 1009, "{code} {reason}");
+    assert_eq!(code, 1009, "message too big: {reason}");
+    assert_eq!(error_code("oversized frame", &reason), "MESSAGE_TOO_BIG");
+    assert_eq!(herald.metric(r#"herald_connections_closed_total{reason="too_big"}"#).await, 1.0);
     wait_until("the oversized socket is deregistered", || async { herald.metric("herald_connections").await == 0.0 })
         .await;
     // The server still serves.
