@@ -13,14 +13,14 @@
 //!    got exactly one copy;
 //! 5. wait up to `--drain` seconds for stragglers and print the report (`--json` for one object).
 //!
-//! Parts: `options` (flags), `tokens` (users and JWTs), `producer` (envelopes, rate), `sockets`
-//! (connection tasks), `tracker` (what was sent and seen), `process` (`/proc` readings), `report`.
+//! Parts: `options` (flags), `tokens` (users and JWTs), `producer` (the rate), `sockets`
+//! (connection tasks), `tracker` (what was sent and seen), `report`; envelopes, token signing,
+//! close wording and `/proc` readings come from the crate's library, shared with `herald-chaos`.
 //!
 //! Exit status: 0 when the run was complete (every connection held, every copy exactly once), 2
 //! when it ran but was not complete, 1 when it could not run.
 
 mod options;
-mod process;
 mod producer;
 mod report;
 mod sockets;
@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
+use herald_loadgen::process;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -135,7 +136,7 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     let mut tasks = JoinSet::new();
     for index in 0..options.connections {
         let user = index % users;
-        let url = tokens::connection_url(&options.url, &identities[user].token);
+        let url = herald_loadgen::wire::connection_url(&options.url, &identities[user].token);
         tasks.spawn(sockets::connection(user, url, Arc::clone(&tracker), Arc::clone(&dial)));
     }
     let (mut opened, mut failed) = (0u64, 0u64);

@@ -4,13 +4,13 @@
 const USER_HZ: f64 = 100.0;
 
 /// Resident set size in KiB (`VmRSS` of `/proc/PID/status`); `None` when the process is gone.
-pub(crate) fn rss_kib(pid: Option<u32>) -> Option<u64> {
+pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", self_or(pid))).ok()?;
     parse_rss_kib(&status)
 }
 
 /// User plus system CPU seconds the process has used.
-pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", self_or(pid))).ok()?;
     parse_cpu_seconds(&stat)
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
+
+use herald_loadgen::wire::{describe_close, describe_error};
 
 use crate::tracker::{Seen, Tag, Tracker};
 
@@ -131,30 +133,6 @@ pub(crate) async fn connection(user: usize, url: String, tracker: Arc<Tracker>, 
     outcome
 }
 
-/// A close frame as `CODE ERROR_CODE` when the reason is herald's JSON, else `CODE reason`.
-fn describe_close(frame: Option<&tungstenite::protocol::CloseFrame>) -> String {
-    let Some(frame) = frame else { return "closed by the server without a code".to_owned() };
-    let code = u16::from(frame.code);
-    #[derive(Deserialize)]
-    struct Reason {
-        error_code: String,
-    }
-    match serde_json::from_str::<Reason>(&frame.reason) {
-        Ok(reason) => format!("closed by the server: {code} {}", reason.error_code),
-        Err(_) if frame.reason.is_empty() => format!("closed by the server: {code}"),
-        Err(_) => format!("closed by the server: {code} {}", frame.reason.as_str()),
-    }
-}
-
-/// A handshake or read error, worded so that equal causes group together in the report.
-fn describe_error(error: &tungstenite::Error) -> String {
-    match error {
-        tungstenite::Error::Http(response) => format!("handshake refused: HTTP {}", response.status()),
-        tungstenite::Error::Io(io) => format!("io: {io}"),
-        other => other.to_string(),
-    }
-}
-
 /// Counts equal strings.
 pub(crate) fn tally<'a>(reasons: impl Iterator<Item = &'a str>) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
@@ -166,20 +144,7 @@ pub(crate) fn tally<'a>(reasons: impl Iterator<Item = &'a str>) -> BTreeMap<Stri
 
 #[cfg(test)]
 mod tests {
-    use tungstenite::protocol::CloseFrame;
-    use tungstenite::protocol::frame::coding::CloseCode;
-
     use super::*;
-
-    #[test]
-    fn close_frames_are_grouped_by_code_and_error_code() {
-        let frame = |code: u16, reason: &str| CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-        let quota = frame(4000, r#"{"error_code":"QUOTA_EXCEEDED","message":"Connection limit exceeded"}"#);
-        assert_eq!(describe_close(Some(&quota)), "closed by the server: 4000 QUOTA_EXCEEDED");
-        assert_eq!(describe_close(Some(&frame(1001, ""))), "closed by the server: 1001");
-        assert_eq!(describe_close(Some(&frame(1011, "oops"))), "closed by the server: 1011 oops");
-        assert_eq!(describe_close(None), "closed by the server without a code");
-    }
 
     #[test]
     fn tally_counts() {

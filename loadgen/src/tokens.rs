@@ -1,10 +1,5 @@
 //! Who the connections are: one user id and token per user, signed here or read from a file.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{EncodingKey, Header};
-use serde::Serialize;
-
 use crate::options::Options;
 
 /// One user: the id events are addressed to and the token its connections present.
@@ -12,17 +7,6 @@ use crate::options::Options;
 pub(crate) struct Identity {
     pub user: String,
     pub token: String,
-}
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: &'a str,
-    exp: u64,
-    iat: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aud: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    iss: Option<&'a str>,
 }
 
 /// The users of this run, from `--tokens-file` or signed with `--jwt-secret`.
@@ -41,20 +25,16 @@ pub(crate) fn identities(options: &Options) -> Result<Vec<Identity>, String> {
         return Ok(identities);
     }
     let secret = options.jwt_secret.as_deref().ok_or("give --jwt-secret or --tokens-file")?;
-    let key = EncodingKey::from_secret(secret.as_bytes());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
     (0..options.users)
         .map(|index| {
             let user = format!("{}{index}", options.user_prefix);
-            let claims = Claims {
-                sub: &user,
-                exp: now + options.token_lifetime_seconds,
-                iat: now,
-                aud: options.jwt_audience.as_deref(),
-                iss: options.jwt_issuer.as_deref(),
-            };
-            let token = jsonwebtoken::encode(&Header::default(), &claims, &key)
-                .map_err(|error| format!("cannot sign a token for {user}: {error}"))?;
+            let token = herald_loadgen::token::sign(
+                secret,
+                &user,
+                options.jwt_audience.as_deref(),
+                options.jwt_issuer.as_deref(),
+                options.token_lifetime_seconds,
+            )?;
             Ok(Identity { user, token })
         })
         .collect()
@@ -79,13 +59,6 @@ fn parse_tokens_file(text: &str) -> Result<Vec<Identity>, String> {
         return Err("no `USER_ID TOKEN` lines".into());
     }
     Ok(identities)
-}
-
-/// The URL a connection opens: `url` with `token=` added to its query.
-pub(crate) fn connection_url(url: &str, token: &str) -> String {
-    // JWTs are base64url segments joined by dots: nothing in them needs escaping in a query.
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}token={token}")
 }
 
 #[cfg(test)]
@@ -128,11 +101,5 @@ mod tests {
         assert_eq!(parse_tokens_file("teacher-1\n").unwrap_err(), "line 1: expected `USER_ID TOKEN`");
         assert_eq!(parse_tokens_file("a b c\n").unwrap_err(), "line 1: expected `USER_ID TOKEN`");
         assert!(parse_tokens_file("# nothing\n").is_err());
-    }
-
-    #[test]
-    fn token_goes_into_the_query() {
-        assert_eq!(connection_url("ws://h/ws", "t.o.k"), "ws://h/ws?token=t.o.k");
-        assert_eq!(connection_url("ws://h/ws/?lang=sv", "t.o.k"), "ws://h/ws/?lang=sv&token=t.o.k");
     }
 }

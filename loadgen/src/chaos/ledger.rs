@@ -1,0 +1,231 @@
+//! What was produced, when, to which partition, and when it was first delivered anywhere: shared
+//! by the producer, the fault driver and every tab.
+//!
+//! A notification is told apart by its `data.class_id`: `chaos-{run}-{seq}` for the counted
+//! events and `chaos-{run}-w{partition}-{attempt}` for warm-up events. Event `seq` is addressed to
+//! user `seq % users`. The run id keeps frames of an earlier run apart (they count as foreign).
+//! Instants are nanoseconds since the ledger was made, on a monotonic clock.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Kafka's verdict on one produced event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SendState {
+    NotSent = 0,
+    /// Handed to the producer; no delivery report yet.
+    Enqueued = 1,
+    Acknowledged = 2,
+    Failed = 3,
+}
+
+/// What a `class_id` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// A counted event, by sequence number.
+    Event(u64),
+    /// A warm-up event, by the partition it was sent to.
+    Warmup(usize),
+    /// Not this run's.
+    Foreign,
+}
+
+/// A time no event has: "never".
+const NEVER: u64 = u64::MAX;
+
+pub(crate) struct Ledger {
+    origin: Instant,
+    /// `chaos-{run}-`.
+    prefix: String,
+    users: usize,
+    /// When each event was handed to the producer (`NEVER`: not yet).
+    sent_ns: Vec<AtomicU64>,
+    state: Vec<AtomicU8>,
+    /// The partition Kafka put each event in (-1: unknown).
+    partition: Vec<AtomicI32>,
+    /// When each event first arrived on any tab of its user (`NEVER`: not yet).
+    first_delivery_ns: Vec<AtomicU64>,
+    /// Warm-up events seen, by partition.
+    warmup_seen: Vec<AtomicBool>,
+    /// Copies of counted events that arrived on a tab of their user, first per socket.
+    receipts: AtomicU64,
+}
+
+impl Ledger {
+    pub(crate) fn new(run: &str, users: usize, events: u64, partitions: usize) -> Ledger {
+        let events = usize::try_from(events).unwrap_or(usize::MAX);
+        Ledger {
+            origin: Instant::now(),
+            prefix: format!("chaos-{run}-"),
+            users,
+            sent_ns: (0..events).map(|_| AtomicU64::new(NEVER)).collect(),
+            state: (0..events).map(|_| AtomicU8::new(SendState::NotSent as u8)).collect(),
+            partition: (0..events).map(|_| AtomicI32::new(-1)).collect(),
+            first_delivery_ns: (0..events).map(|_| AtomicU64::new(NEVER)).collect(),
+            warmup_seen: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+            receipts: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn users(&self) -> usize {
+        self.users
+    }
+
+    pub(crate) fn events(&self) -> u64 {
+        self.sent_ns.len() as u64
+    }
+
+    /// The user index an event is addressed to.
+    pub(crate) fn user_of(&self, seq: u64) -> usize {
+        (seq % self.users as u64) as usize
+    }
+
+    pub(crate) fn event_class_id(&self, seq: u64) -> String {
+        format!("{}{seq}", self.prefix)
+    }
+
+    pub(crate) fn warmup_class_id(&self, partition: usize, attempt: u32) -> String {
+        format!("{}w{partition}-{attempt}", self.prefix)
+    }
+
+    /// A `class_id` for a poison record: never delivered, so never classified.
+    pub(crate) fn poison_class_id(&self, name: &str) -> String {
+        format!("{}poison-{name}", self.prefix)
+    }
+
+    pub(crate) fn classify(&self, class_id: &str) -> Tag {
+        let Some(rest) = class_id.strip_prefix(&self.prefix) else { return Tag::Foreign };
+        if let Some(warmup) = rest.strip_prefix('w') {
+            return match warmup.split('-').next().and_then(|partition| partition.parse::<usize>().ok()) {
+                Some(partition) if partition < self.warmup_seen.len() => Tag::Warmup(partition),
+                _ => Tag::Foreign,
+            };
+        }
+        match rest.parse::<u64>() {
+            Ok(seq) if seq < self.events() => Tag::Event(seq),
+            _ => Tag::Foreign,
+        }
+    }
+
+    /// Nanoseconds since the ledger was made.
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(NEVER - 1)
+    }
+
+    /// Records that `seq` is being handed to the producer now.
+    pub(crate) fn mark_sent(&self, seq: u64) {
+        self.sent_ns[seq as usize].store(self.now(), Ordering::Release);
+        self.state[seq as usize].store(SendState::Enqueued as u8, Ordering::Release);
+    }
+
+    pub(crate) fn acknowledged(&self, seq: u64, partition: i32) {
+        self.partition[seq as usize].store(partition, Ordering::Release);
+        self.state[seq as usize].store(SendState::Acknowledged as u8, Ordering::Release);
+    }
+
+    pub(crate) fn failed(&self, seq: u64) {
+        self.state[seq as usize].store(SendState::Failed as u8, Ordering::Release);
+    }
+
+    pub(crate) fn state(&self, seq: u64) -> SendState {
+        match self.state[seq as usize].load(Ordering::Acquire) {
+            1 => SendState::Enqueued,
+            2 => SendState::Acknowledged,
+            3 => SendState::Failed,
+            _ => SendState::NotSent,
+        }
+    }
+
+    /// Whether Kafka took (or may have taken) the event: those are the ones every tab expects.
+    pub(crate) fn expected(&self, seq: u64) -> bool {
+        matches!(self.state(seq), SendState::Enqueued | SendState::Acknowledged)
+    }
+
+    pub(crate) fn sent_at(&self, seq: u64) -> Option<u64> {
+        Some(self.sent_ns[seq as usize].load(Ordering::Acquire)).filter(|at| *at != NEVER)
+    }
+
+    pub(crate) fn partition(&self, seq: u64) -> Option<i32> {
+        Some(self.partition[seq as usize].load(Ordering::Acquire)).filter(|partition| *partition >= 0)
+    }
+
+    pub(crate) fn first_delivery(&self, seq: u64) -> Option<u64> {
+        Some(self.first_delivery_ns[seq as usize].load(Ordering::Acquire)).filter(|at| *at != NEVER)
+    }
+
+    /// Records the first copy of `seq` on one socket of its user, at `at`.
+    pub(crate) fn record_receipt(&self, seq: u64, at: u64) {
+        self.receipts.fetch_add(1, Ordering::AcqRel);
+        self.first_delivery_ns[seq as usize].fetch_min(at, Ordering::AcqRel);
+    }
+
+    pub(crate) fn receipts(&self) -> u64 {
+        self.receipts.load(Ordering::Acquire)
+    }
+
+    /// Expected events that have not arrived on any tab yet.
+    pub(crate) fn undelivered(&self) -> u64 {
+        (0..self.events()).filter(|seq| self.expected(*seq) && self.first_delivery(*seq).is_none()).count() as u64
+    }
+
+    pub(crate) fn see_warmup(&self, partition: usize) {
+        self.warmup_seen[partition].store(true, Ordering::Release);
+    }
+
+    /// Partitions whose warm-up event has not arrived yet.
+    pub(crate) fn warmups_missing(&self) -> Vec<usize> {
+        (0..self.warmup_seen.len()).filter(|partition| !self.warmup_seen[*partition].load(Ordering::Acquire)).collect()
+    }
+}
+
+/// Nanoseconds as seconds, for people.
+pub(crate) fn seconds(nanos: u64) -> f64 {
+    Duration::from_nanos(nanos).as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_ids_round_trip_and_other_runs_are_foreign() {
+        let ledger = Ledger::new("ab12", 4, 10, 3);
+        assert_eq!(ledger.event_class_id(7), "chaos-ab12-7");
+        assert_eq!(ledger.classify("chaos-ab12-7"), Tag::Event(7));
+        assert_eq!(ledger.classify(&ledger.warmup_class_id(2, 5)), Tag::Warmup(2));
+        for foreign in [
+            "chaos-ab12-10",
+            "chaos-ab12-w3-0",
+            "chaos-ffff-7",
+            "chaos-ab12-",
+            "chaos-ab12-poison-big",
+            "lg-ab12-7",
+            "",
+        ] {
+            assert_eq!(ledger.classify(foreign), Tag::Foreign, "{foreign}");
+        }
+        assert_eq!(ledger.classify(&ledger.poison_class_id("big")), Tag::Foreign);
+        assert_eq!(ledger.user_of(7), 3);
+    }
+
+    #[test]
+    fn the_first_delivery_is_the_earliest() {
+        let ledger = Ledger::new("r", 1, 2, 1);
+        assert!(!ledger.expected(0));
+        ledger.mark_sent(0);
+        assert!(ledger.expected(0) && ledger.sent_at(0).is_some());
+        ledger.acknowledged(0, 4);
+        assert_eq!(ledger.partition(0), Some(4));
+        assert_eq!(ledger.undelivered(), 1);
+        ledger.record_receipt(0, 900);
+        ledger.record_receipt(0, 500);
+        ledger.record_receipt(0, 700);
+        assert_eq!(ledger.first_delivery(0), Some(500));
+        assert_eq!(ledger.receipts(), 3);
+        assert_eq!(ledger.undelivered(), 0);
+        ledger.mark_sent(1);
+        ledger.failed(1);
+        assert!(!ledger.expected(1));
+    }
+}

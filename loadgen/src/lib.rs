@@ -1,0 +1,17 @@
+//! Parts shared by herald's two drivers, which both talk to herald from the outside the way
+//! browsers and producers do:
+//!
+//! - `herald-loadgen` (`src/main.rs`): many connections, events at a fixed rate, delivery latency
+//!   and completeness (`scripts/bench.sh`, `docs/benchmarks.md`);
+//! - `herald-chaos` (`src/chaos/`): two or three herald instances and a Redis of its own, faults
+//!   injected while every notification is counted per tab (`scripts/chaos.sh`,
+//!   `docs/reliability.md`).
+//!
+//! Shared: [`envelope`] (the ClassCreatedV1 envelopes both produce), [`token`] (HS256 tokens),
+//! [`wire`] (connection URLs, how closes and errors are worded) and [`process`] (`/proc`
+//! readings).
+
+pub mod envelope;
+pub mod process;
+pub mod token;
+pub mod wire;
