@@ -10,7 +10,8 @@
 //! - Bad input goes to the dead-letter topic with the original key and bytes and headers naming
 //!   the reason and the source topic, partition and offset; then the consumer moves on. A record
 //!   too large for the broker's limit on the dead-letter topic is dead-lettered as a bounded prefix
-//!   with `herald.truncated` naming its original length.
+//!   (64 KiB, or no bytes at all if the topic refuses even that) with `herald.truncated` naming its
+//!   original length.
 //! - When the dead-letter topic cannot be written, the consumer retries the same record with
 //!   backoff, the `dead_letter` readiness check fails with the error, and
 //!   `herald_dead_letter_failures_total` counts each failed attempt. After
@@ -518,8 +519,18 @@ impl Kafka {
             Ok(()) => Ok(false),
             Err(error) if too_large(&error) => {
                 tracing::warn!(%error, bytes = payload.map_or(0, <[u8]>::len), "the dead-letter topic refused the whole record; writing a prefix");
-                let prefix = dead_letter_record(source, key, payload, dead_letter, Some(TRUNCATED_PREFIX_BYTES));
-                self.send(&prefix).await.map(|()| true)
+                // A topic whose limit is below even the prefix still gets the headers, which name
+                // the source record.
+                let mut refused = error;
+                for keep in [TRUNCATED_PREFIX_BYTES, 0] {
+                    let prefix = dead_letter_record(source, key, payload, dead_letter, Some(keep));
+                    match self.send(&prefix).await {
+                        Ok(()) => return Ok(true),
+                        Err(error) if too_large(&error) => refused = error,
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(refused)
             }
             Err(error) => Err(error),
         }
