@@ -38,7 +38,7 @@ pub struct Config {
     #[arg(long = "topic", env = "HERALD_TOPICS", value_delimiter = ',', value_parser = parse_pair)]
     pub topic_overrides: Vec<(String, String)>,
 
-    /// A librdkafka setting for both the consumer and the dead-letter producer, KEY=VALUE (e.g. security.protocol=SSL); settings for only one of them go in --kafka-consumer-option or --kafka-producer-option. Repeatable; in the environment, comma-separated.
+    /// A librdkafka setting, KEY=VALUE (e.g. security.protocol=SSL), for the consumer and the dead-letter producer; a setting librdkafka knows for one client only (e.g. auto.offset.reset, linger.ms) goes to that one. Repeatable; in the environment, comma-separated.
     #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_pair)]
     pub kafka_options: Vec<(String, String)>,
 

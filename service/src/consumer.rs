@@ -10,7 +10,8 @@
 //! - Bad input goes to the dead-letter topic with the original key and bytes and headers naming
 //!   the reason and the source topic, partition and offset; then the consumer moves on. A record
 //!   too large for the broker's limit on the dead-letter topic is dead-lettered as a bounded prefix
-//!   with `herald.truncated` naming its original length.
+//!   (64 KiB, or no bytes at all if the topic refuses even that) with `herald.truncated` naming its
+//!   original length.
 //! - When the dead-letter topic cannot be written, the consumer retries the same record with
 //!   backoff, the `dead_letter` readiness check fails with the error, and
 //!   `herald_dead_letter_failures_total` counts each failed attempt. After
@@ -152,6 +153,87 @@ enum Handled {
     Interrupted,
 }
 
+/// Which librdkafka client a setting is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Consumer,
+    Producer,
+    Both,
+}
+
+/// librdkafka's consumer-only settings (marked `C` in its CONFIGURATION.md).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "consume.callback.max.messages",
+];
+
+/// librdkafka's producer-only settings (marked `P` in its CONFIGURATION.md).
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "retry.backoff.ms",
+    "retry.backoff.max.ms",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "partitioner",
+];
+
+/// Which client a `--kafka-option` setting goes to: the one it is for, or both (connection,
+/// security and the other settings every client has).
+fn client_of(key: &str) -> Client {
+    if CONSUMER_ONLY.contains(&key) {
+        Client::Consumer
+    } else if PRODUCER_ONLY.contains(&key) {
+        Client::Producer
+    } else {
+        Client::Both
+    }
+}
+
 /// Whether the dead-letter topic refused a record for its size (the producer's own check or the
 /// broker's `max.message.bytes` for the topic).
 fn too_large(error: &KafkaError) -> bool {
@@ -199,8 +281,15 @@ impl Kafka {
             // timeout: librdkafka otherwise holds the record for 30 s waiting for the topic.
             .set("topic.metadata.propagation.max.ms", "5000");
         for (key, value) in &config.kafka_options {
-            consumer_config.set(key, value);
-            producer_config.set(key, value);
+            // A setting librdkafka knows for one client only would make the other log CONFWARN.
+            match client_of(key) {
+                Client::Consumer => consumer_config.set(key, value),
+                Client::Producer => producer_config.set(key, value),
+                Client::Both => {
+                    consumer_config.set(key, value);
+                    producer_config.set(key, value)
+                }
+            };
         }
         for (key, value) in &config.kafka_consumer_options {
             consumer_config.set(key, value);
@@ -430,8 +519,18 @@ impl Kafka {
             Ok(()) => Ok(false),
             Err(error) if too_large(&error) => {
                 tracing::warn!(%error, bytes = payload.map_or(0, <[u8]>::len), "the dead-letter topic refused the whole record; writing a prefix");
-                let prefix = dead_letter_record(source, key, payload, dead_letter, Some(TRUNCATED_PREFIX_BYTES));
-                self.send(&prefix).await.map(|()| true)
+                // A topic whose limit is below even the prefix still gets the headers, which name
+                // the source record.
+                let mut refused = error;
+                for keep in [TRUNCATED_PREFIX_BYTES, 0] {
+                    let prefix = dead_letter_record(source, key, payload, dead_letter, Some(keep));
+                    match self.send(&prefix).await {
+                        Ok(()) => return Ok(true),
+                        Err(error) if too_large(&error) => refused = error,
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(refused)
             }
             Err(error) => Err(error),
         }
@@ -498,6 +597,20 @@ mod tests {
         check_bounded(&record);
         let error = &headers(&record)["herald.error"];
         assert!(error.len() > MAX_ERROR_HEADER_BYTES - 4 && error.ends_with('é'), "{error}");
+    }
+
+    #[test]
+    fn kafka_options_go_to_the_client_they_are_for() {
+        fn check(key: &str, expected: Client) {
+            assert_eq!(client_of(key), expected, "{key}");
+        }
+        check("auto.offset.reset", Client::Consumer);
+        check("fetch.max.bytes", Client::Consumer);
+        check("compression.type", Client::Producer);
+        check("linger.ms", Client::Producer);
+        check("security.protocol", Client::Both);
+        check("sasl.mechanisms", Client::Both);
+        check("bootstrap.servers", Client::Both);
     }
 
     #[test]
