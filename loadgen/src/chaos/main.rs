@@ -302,7 +302,7 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
     progress(&format!("{opened} tabs open after {:.1} s; warming up", opening.elapsed().as_secs_f64()));
     // Let herald subscribe the last sockets before anything counts.
     tokio::time::sleep(Duration::from_millis(options.connected_margin_ms)).await;
-    warm_up(kafka, &ledger, &names, &users).await?;
+    warm_up(kafka, &ledger, names, &users).await?;
 
     // Produce, and inject the faults meanwhile.
     let producing_from = ledger.now();
@@ -390,16 +390,16 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
         assert_no_loss: options.assert_no_loss,
         assert_no_duplicates: options.assert_no_duplicates,
     };
-    let reckoning = report::reckon(
-        &ledger,
-        &tab_records,
+    let observed = report::Observed {
+        ledger: &ledger,
+        tabs: &tab_records,
         producing_from,
-        &faults,
-        &poisons,
-        &dead_letters,
-        &names.counted_topic,
-        &rules,
-    );
+        faults: &faults,
+        poisons: &poisons,
+        dead_letters: &dead_letters,
+        poison_topic: &names.counted_topic,
+    };
+    let reckoning = report::reckon(&observed, &rules);
     let herald_exits: Vec<String> = unexpected
         .iter()
         .map(|(instance, status)| format!("herald-{instance} ended by itself: {status}"))
