@@ -85,6 +85,9 @@ pub(crate) struct Window {
     pub totals: Counts,
     /// Tabs that lost at least one notification.
     pub tabs_losing: u64,
+    /// Notifications lost on at least one tab, by the partition they were produced to (a
+    /// partition that stopped shows here).
+    pub lost_by_partition: BTreeMap<i32, u64>,
     /// Every tab with anything to report: (user, tab, counts).
     #[serde(skip)]
     pub tabs: Vec<(usize, usize, Counts)>,
@@ -186,6 +189,7 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
         counts
     };
     let users = ledger.users();
+    let mut lost_by_partition: Vec<BTreeMap<i32, BTreeSet<u64>>> = vec![BTreeMap::new(); bounds.len()];
     let mut per_window_tabs: Vec<Vec<(usize, usize, Counts)>> = vec![Vec::new(); bounds.len()];
     for tab in tabs {
         let mut counts = vec![Counts::default(); bounds.len()];
@@ -201,6 +205,7 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
                 counts[window].received += 1;
             } else {
                 counts[window].lost += 1;
+                lost_by_partition[window].entry(ledger.partition(seq).unwrap_or(-1)).or_default().insert(seq);
                 let connected: Vec<_> =
                     tab.sockets.iter().filter(|socket| socket.connected_at(sent, rules.margin_ns)).collect();
                 if connected.is_empty() {
@@ -244,6 +249,10 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
                 to_seconds: to.map(|to| seconds(to.saturating_sub(producing_from))),
                 notifications: events_of_window[index],
                 tabs_losing: tabs.iter().filter(|(_, _, counts)| counts.lost > 0).count() as u64,
+                lost_by_partition: lost_by_partition[index]
+                    .iter()
+                    .map(|(partition, lost)| (*partition, lost.len() as u64))
+                    .collect(),
                 totals,
                 tabs,
                 after_last_fault: index == last_fault_window,
@@ -444,13 +453,15 @@ impl Reckoning {
         let _ = writeln!(out, "\nper window (a notification belongs to the window it was produced in):");
         let _ = writeln!(
             out,
-            "  {:<24} {:>13} {:>8} {:>8} {:>8} {:>14} {:>11} {:>10} {:>9}",
+            "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>11} {:>10} {:>9}",
             "window",
             "seconds",
             "produced",
             "expected",
             "lost",
             "disconnected",
+            "dropped",
+            "held",
             "tabs losing",
             "duplicated",
             "misrouted"
@@ -498,6 +509,9 @@ impl Reckoning {
             }
             if worst.len() > WORST_TABS {
                 let _ = writeln!(out, "      … {} more tabs (tabs.csv)", worst.len() - WORST_TABS);
+            }
+            if !window.lost_by_partition.is_empty() {
+                let _ = writeln!(out, "      notifications lost, by partition: {:?}", window.lost_by_partition);
             }
         }
         let _ = writeln!(
