@@ -534,6 +534,9 @@ impl Reckoning {
             );
         }
         let _ = writeln!(out, "\ndead-letter topic:");
+        if self.poison.is_empty() {
+            let _ = writeln!(out, "  no poison records were injected");
+        }
         for check in &self.poison {
             let _ = writeln!(
                 out,
