@@ -12,7 +12,7 @@
 # prints the report and exits 0 (every assertion held), 2 (one failed) or 1 (could not run).
 #
 # Everything herald-chaos starts is its child and in the process group `timeout` makes, which the
-# timeout and the EXIT trap below signal as a whole; it deletes its topics itself.
+# timeout and the EXIT trap below signal as a whole; herald-chaos deletes its topics itself.
 #
 # Knobs (environment variables, with defaults):
 #   CHAOS_TIMEOUT=280   seconds the run may take before it is stopped (SIGTERM, SIGKILL 10 s later)
@@ -52,18 +52,19 @@ fi
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$CHAOS_OUT"
 
-CHAOS_PID=""
+# timeout puts itself and the driver (with its Redis and herald children) in a process group of
+# its own, whose id is timeout's pid.
+CHAOS_GROUP=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  # timeout puts itself and the driver (with its Redis and herald children) in a process group of
-  # its own, whose id is timeout's pid: end whatever of it is left.
-  if [[ -n "$CHAOS_PID" ]] && kill -0 "$CHAOS_PID" 2>/dev/null; then
-    log "stopping herald-chaos and what it started (process group $CHAOS_PID)"
-    kill -TERM -- "-$CHAOS_PID" 2>/dev/null || true
-    sleep 5
-    kill -KILL -- "-$CHAOS_PID" 2>/dev/null || true
+  # Whatever of that group is left (the driver stopped on a signal, or timed out): end it.
+  if [[ -n "$CHAOS_GROUP" ]] && pgrep -g "$CHAOS_GROUP" >/dev/null 2>&1; then
+    log "stopping what herald-chaos started (process group $CHAOS_GROUP)"
+    kill -TERM -- "-$CHAOS_GROUP" 2>/dev/null || true
+    for _ in $(seq 1 50); do pgrep -g "$CHAOS_GROUP" >/dev/null 2>&1 || break; sleep 0.2; done
+    kill -KILL -- "-$CHAOS_GROUP" 2>/dev/null || true
   fi
   exit "$status"
 }
@@ -80,10 +81,9 @@ timeout --kill-after=10 "$CHAOS_TIMEOUT" "$CHAOS" \
   --event-defs "$ROOT/event-defs" \
   --out "$CHAOS_OUT" \
   "$@" &
-CHAOS_PID=$!
-wait "$CHAOS_PID"
+CHAOS_GROUP=$!
+wait "$CHAOS_GROUP"
 STATUS=$?
-CHAOS_PID=""
 set -e
 if ((STATUS == 124 || STATUS == 137)); then
   die "herald-chaos did not finish within $CHAOS_TIMEOUT s (logs in $CHAOS_OUT)"

@@ -2,7 +2,8 @@
 # Runs herald's whole test suite from a fresh clone: installs what the tests need (Debian packages
 # for building librdkafka, Redis, a real Kafka broker from Maven Central, the TypeScript compiler from
 # npm), starts Kafka and Redis on non-default ports (reusing them if they already run), checks
-# formatting and lints, runs every test in the workspace, and stops what it started.
+# formatting and lints, runs every test in the workspace, then the chaos run (scripts/chaos.sh,
+# docs/reliability.md), and stops what it started.
 #
 # Usage: bash scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -24,3 +25,4 @@ bash scripts/setup-typescript.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-fail-fast "$@"
+bash scripts/chaos.sh

@@ -34,6 +34,8 @@ pub(crate) struct Cluster {
     heralds: Vec<Option<Child>>,
     /// Instances that ended without being told to, with their status.
     pub unexpected_exits: Vec<(usize, String)>,
+    /// How often each instance was started again after it ended by itself.
+    restarts: Vec<usize>,
 }
 
 /// A free port on 127.0.0.1 (free when asked; nothing else on this machine is expected to race for
@@ -103,6 +105,7 @@ impl Cluster {
             herald_ports: (0..instances).map(|_| free_port()).collect::<Result<_, _>>()?,
             heralds: (0..instances).map(|_| None).collect(),
             unexpected_exits: Vec::new(),
+            restarts: vec![0; instances],
         })
     }
 
@@ -227,6 +230,23 @@ impl Cluster {
         if let Ok(Some(status)) = child.try_wait() {
             self.unexpected_exits.push((instance, status.to_string()));
         }
+    }
+
+    /// Starts again, as an orchestrator would, every instance that ended by itself (herald ends
+    /// the process when a task it needs has stopped); returns which.
+    pub(crate) fn restart_exited(&mut self) -> Result<Vec<usize>, String> {
+        self.check_exits();
+        let mut restarted = Vec::new();
+        for instance in 0..self.heralds.len() {
+            let ended = self.unexpected_exits.iter().filter(|(exited, _)| *exited == instance).count();
+            let restarts = self.restarts.get(instance).copied().unwrap_or(0);
+            if self.heralds[instance].is_none() && ended > restarts {
+                self.start_herald(instance, "restarted after it ended by itself")?;
+                self.restarts[instance] = restarts + 1;
+                restarted.push(instance);
+            }
+        }
+        Ok(restarted)
     }
 
     /// Notes instances that ended by themselves so far.

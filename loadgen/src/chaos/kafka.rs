@@ -245,23 +245,21 @@ impl Kafka {
             if left.is_zero() {
                 break;
             }
-            match tokio::time::timeout(left.min(Duration::from_secs(1)), consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    let headers = message
-                        .headers()
-                        .map(|headers| {
-                            headers
-                                .iter()
-                                .map(|header| {
-                                    let value = header.value.map(String::from_utf8_lossy).unwrap_or_default();
-                                    (header.key.to_owned(), value.into_owned())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    read.push(DeadLetter { headers, bytes: message.payload().map_or(0, <[u8]>::len) });
-                }
-                Ok(Err(_)) | Err(_) => {}
+            // Errors (a partition not ready yet) and quiet seconds alike: keep reading until done.
+            if let Ok(Ok(message)) = tokio::time::timeout(left.min(Duration::from_secs(1)), consumer.recv()).await {
+                let headers = message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|header| {
+                                let value = header.value.map(String::from_utf8_lossy).unwrap_or_default();
+                                (header.key.to_owned(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                read.push(DeadLetter { headers, bytes: message.payload().map_or(0, <[u8]>::len) });
             }
         }
         Ok(read)

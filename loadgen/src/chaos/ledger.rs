@@ -115,7 +115,12 @@ impl Ledger {
 
     /// Records that `seq` is being handed to the producer now.
     pub(crate) fn mark_sent(&self, seq: u64) {
-        self.sent_ns[seq as usize].store(self.now(), Ordering::Release);
+        self.mark_sent_at(seq, self.now());
+    }
+
+    /// Records that `seq` was handed to the producer at `at`.
+    pub(crate) fn mark_sent_at(&self, seq: u64, at: u64) {
+        self.sent_ns[seq as usize].store(at, Ordering::Release);
         self.state[seq as usize].store(SendState::Enqueued as u8, Ordering::Release);
     }
 

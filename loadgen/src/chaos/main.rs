@@ -302,7 +302,7 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
     progress(&format!("{opened} tabs open after {:.1} s; warming up", opening.elapsed().as_secs_f64()));
     // Let herald subscribe the last sockets before anything counts.
     tokio::time::sleep(Duration::from_millis(options.connected_margin_ms)).await;
-    warm_up(kafka, &ledger, &names, &users).await?;
+    warm_up(kafka, &ledger, names, &users).await?;
 
     // Produce, and inject the faults meanwhile.
     let producing_from = ledger.now();
@@ -329,35 +329,56 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
         user: users[0].clone(),
     };
     let started = Instant::now();
-    let fault_task = tokio::spawn(async move {
-        let mut faults = Vec::new();
-        let mut poisons = Vec::new();
-        let mut error = None;
-        for (kind, at) in schedule {
-            tokio::time::sleep_until((started + at).into()).await;
-            progress(&format!("fault {} at {:.1} s", kind.name(), started.elapsed().as_secs_f64()));
-            match injector.inject(kind, &mut poisons).await {
-                Ok(fault) => {
-                    progress(&format!("  {} (until {:.1} s)", fault.detail, started.elapsed().as_secs_f64()));
-                    faults.push(fault);
+    // Ends supervision: herald instances that end by themselves are started again, as an
+    // orchestrator would, until the run has drained.
+    let drained = CancellationToken::new();
+    let fault_task = {
+        let drained = drained.clone();
+        tokio::spawn(async move {
+            let mut faults = Vec::new();
+            let mut poisons = Vec::new();
+            let mut error = None;
+            for (kind, at) in schedule {
+                match supervise(&mut injector.cluster, Some(started + at), &drained).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        error = Some(format!("fault {} was not injected: the run ended first", kind.name()));
+                        break;
+                    }
+                    Err(why) => {
+                        error = Some(why);
+                        break;
+                    }
                 }
-                Err(why) => {
-                    error = Some(format!("fault {} could not be injected: {why}", kind.name()));
-                    break;
+                progress(&format!("fault {} at {:.1} s", kind.name(), started.elapsed().as_secs_f64()));
+                match injector.inject(kind, &mut poisons).await {
+                    Ok(fault) => {
+                        progress(&format!("  {} (until {:.1} s)", fault.detail, started.elapsed().as_secs_f64()));
+                        faults.push(fault);
+                    }
+                    Err(why) => {
+                        error = Some(format!("fault {} could not be injected: {why}", kind.name()));
+                        break;
+                    }
                 }
             }
-        }
-        (injector, faults, poisons, error)
-    });
+            if error.is_none()
+                && let Err(why) = supervise(&mut injector.cluster, None, &drained).await
+            {
+                error = Some(why);
+            }
+            (injector, faults, poisons, error)
+        })
+    };
     kafka.send_events(&ledger, &names.counted_topic, &names.counted_event_type, &users, options.rate).await;
     let producing_took = started.elapsed();
+    kafka.flush(Duration::from_secs(10)).await;
+    progress(&format!("produced in {:.1} s; draining", producing_took.as_secs_f64()));
+    drain(&ledger, Duration::from_secs_f64(options.drain)).await;
+    drained.cancel();
     let (injector, faults, poisons, fault_error) =
         fault_task.await.map_err(|error| format!("the fault task failed: {error}"))?;
     let mut cluster = injector.cluster;
-    kafka.flush(Duration::from_secs(10)).await;
-    progress(&format!("produced in {:.1} s; draining", producing_took.as_secs_f64()));
-
-    drain(&ledger, Duration::from_secs_f64(options.drain)).await;
     let dead_letters = kafka
         .read_dead_letters(&names.dead_letter_topic, DEAD_LETTER_LIMIT, |read| {
             poisons.iter().all(|poison| {
@@ -390,19 +411,19 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
         assert_no_loss: options.assert_no_loss,
         assert_no_duplicates: options.assert_no_duplicates,
     };
-    let reckoning = report::reckon(
-        &ledger,
-        &tab_records,
+    let observed = report::Observed {
+        ledger: &ledger,
+        tabs: &tab_records,
         producing_from,
-        &faults,
-        &poisons,
-        &dead_letters,
-        &names.counted_topic,
-        &rules,
-    );
+        faults: &faults,
+        poisons: &poisons,
+        dead_letters: &dead_letters,
+        poison_topic: &names.counted_topic,
+    };
+    let reckoning = report::reckon(&observed, &rules);
     let herald_exits: Vec<String> = unexpected
         .iter()
-        .map(|(instance, status)| format!("herald-{instance} ended by itself: {status}"))
+        .map(|(instance, status)| format!("herald-{instance} ended by itself ({status}) and was started again"))
         .chain(ended.iter().map(|(instance, status)| format!("herald-{instance} after SIGTERM: {status}")))
         .collect();
     let passed = reckoning.passed() && fault_error.is_none();
@@ -484,6 +505,25 @@ fn text_report(
         options.out.display()
     ));
     out
+}
+
+/// Starts again every herald instance that ended by itself, every half second, until `until` (or,
+/// without one, until `done`). False when `done` came first.
+async fn supervise(cluster: &mut Cluster, until: Option<Instant>, done: &CancellationToken) -> Result<bool, String> {
+    loop {
+        for instance in tokio::task::block_in_place(|| cluster.restart_exited())? {
+            progress(&format!("herald-{instance} ended by itself; started it again"));
+        }
+        let pause = match until {
+            Some(until) if until <= Instant::now() => return Ok(true),
+            Some(until) => until.saturating_duration_since(Instant::now()).min(Duration::from_millis(500)),
+            None => Duration::from_millis(500),
+        };
+        tokio::select! {
+            () = done.cancelled() => return Ok(false),
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
 }
 
 /// Sends one warm-up event to each partition and resends the missing ones every round until each

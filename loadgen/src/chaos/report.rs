@@ -9,9 +9,11 @@
 //!   fault's from its start to its end plus the settling time; "after the last fault" from there to
 //!   the end of producing.
 //! - Every tab of the addressed user expects every notification Kafka took. **Lost**: it never
-//!   arrived on any socket of that tab. Of those, **while disconnected**: no socket of the tab had
-//!   been open for at least the connection margin when it was produced (the tab was reconnecting);
-//!   the others were lost on a connected tab.
+//!   arrived on any socket of that tab. Each loss is one of: **while disconnected** (no socket of
+//!   the tab had been open for at least the connection margin when it was produced: the tab was
+//!   reconnecting), **socket dropped** (a socket was connected when it was produced, and ended
+//!   before it arrived), **socket held** (a socket was connected when it was produced and stayed
+//!   open to the end of the run, and it never arrived). The last two are losses on a connected tab.
 //! - **Duplicated**: a notification whose `id` had already arrived on the same socket.
 //! - **Misrouted**: a notification of this run addressed to another user.
 //! - **Resume** after a fault: for every partition of the topic, the time from the fault's end to
@@ -49,6 +51,8 @@ pub(crate) struct Counts {
     pub received: u64,
     pub lost: u64,
     pub lost_while_disconnected: u64,
+    pub lost_as_socket_dropped: u64,
+    pub lost_on_held_socket: u64,
     pub duplicated: u64,
     pub misrouted: u64,
 }
@@ -59,6 +63,8 @@ impl Counts {
         self.received += other.received;
         self.lost += other.lost;
         self.lost_while_disconnected += other.lost_while_disconnected;
+        self.lost_as_socket_dropped += other.lost_as_socket_dropped;
+        self.lost_on_held_socket += other.lost_on_held_socket;
         self.duplicated += other.duplicated;
         self.misrouted += other.misrouted;
     }
@@ -79,6 +85,9 @@ pub(crate) struct Window {
     pub totals: Counts,
     /// Tabs that lost at least one notification.
     pub tabs_losing: u64,
+    /// Notifications lost on at least one tab, by the partition they were produced to (a
+    /// partition that stopped shows here).
+    pub lost_by_partition: BTreeMap<i32, u64>,
     /// Every tab with anything to report: (user, tab, counts).
     #[serde(skip)]
     pub tabs: Vec<(usize, usize, Counts)>,
@@ -150,16 +159,21 @@ fn window_bounds(producing_from: u64, faults: &[Fault], settle_ns: u64) -> Vec<(
     bounds
 }
 
-pub(crate) fn reckon(
-    ledger: &Ledger,
-    tabs: &[TabRecord],
-    producing_from: u64,
-    faults: &[Fault],
-    poisons: &[Poison],
-    dead_letters: &[DeadLetter],
-    poison_topic: &str,
-    rules: &Rules,
-) -> Reckoning {
+/// Everything a run recorded.
+pub(crate) struct Observed<'a> {
+    pub ledger: &'a Ledger,
+    pub tabs: &'a [TabRecord],
+    /// When producing began (ledger nanoseconds).
+    pub producing_from: u64,
+    pub faults: &'a [Fault],
+    pub poisons: &'a [Poison],
+    pub dead_letters: &'a [DeadLetter],
+    /// The topic the poison records were produced to.
+    pub poison_topic: &'a str,
+}
+
+pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
+    let Observed { ledger, tabs, producing_from, faults, poisons, dead_letters, poison_topic } = *observed;
     let bounds = window_bounds(producing_from, faults, rules.settle_ns);
     let window_of = |seq: u64| -> Option<usize> {
         let sent = ledger.sent_at(seq)?;
@@ -175,6 +189,7 @@ pub(crate) fn reckon(
         counts
     };
     let users = ledger.users();
+    let mut lost_by_partition: Vec<BTreeMap<i32, BTreeSet<u64>>> = vec![BTreeMap::new(); bounds.len()];
     let mut per_window_tabs: Vec<Vec<(usize, usize, Counts)>> = vec![Vec::new(); bounds.len()];
     for tab in tabs {
         let mut counts = vec![Counts::default(); bounds.len()];
@@ -190,8 +205,15 @@ pub(crate) fn reckon(
                 counts[window].received += 1;
             } else {
                 counts[window].lost += 1;
-                if !tab.sockets.iter().any(|socket| socket.connected_at(sent, rules.margin_ns)) {
+                lost_by_partition[window].entry(ledger.partition(seq).unwrap_or(-1)).or_default().insert(seq);
+                let connected: Vec<_> =
+                    tab.sockets.iter().filter(|socket| socket.connected_at(sent, rules.margin_ns)).collect();
+                if connected.is_empty() {
                     counts[window].lost_while_disconnected += 1;
+                } else if connected.iter().any(|socket| socket.closed.is_none()) {
+                    counts[window].lost_on_held_socket += 1;
+                } else {
+                    counts[window].lost_as_socket_dropped += 1;
                 }
             }
         }
@@ -227,6 +249,10 @@ pub(crate) fn reckon(
                 to_seconds: to.map(|to| seconds(to.saturating_sub(producing_from))),
                 notifications: events_of_window[index],
                 tabs_losing: tabs.iter().filter(|(_, _, counts)| counts.lost > 0).count() as u64,
+                lost_by_partition: lost_by_partition[index]
+                    .iter()
+                    .map(|(partition, lost)| (*partition, lost.len() as u64))
+                    .collect(),
                 totals,
                 tabs,
                 after_last_fault: index == last_fault_window,
@@ -427,13 +453,15 @@ impl Reckoning {
         let _ = writeln!(out, "\nper window (a notification belongs to the window it was produced in):");
         let _ = writeln!(
             out,
-            "  {:<24} {:>13} {:>8} {:>8} {:>8} {:>14} {:>11} {:>10} {:>9}",
+            "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>11} {:>10} {:>9}",
             "window",
             "seconds",
             "produced",
             "expected",
             "lost",
             "disconnected",
+            "dropped",
+            "held",
             "tabs losing",
             "duplicated",
             "misrouted"
@@ -445,13 +473,15 @@ impl Reckoning {
             };
             let _ = writeln!(
                 out,
-                "  {:<24} {:>13} {:>8} {:>8} {:>8} {:>14} {:>11} {:>10} {:>9}",
+                "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>11} {:>10} {:>9}",
                 window.name,
                 span,
                 window.notifications,
                 window.totals.expected,
                 window.totals.lost,
                 window.totals.lost_while_disconnected,
+                window.totals.lost_as_socket_dropped,
+                window.totals.lost_on_held_socket,
                 window.tabs_losing,
                 window.totals.duplicated,
                 window.totals.misrouted
@@ -467,12 +497,21 @@ impl Reckoning {
             for (user, tab, counts) in worst.iter().take(WORST_TABS) {
                 let _ = writeln!(
                     out,
-                    "      user {user:>3} tab {tab}: {} lost ({} while disconnected), {} duplicated, {} misrouted of {}",
-                    counts.lost, counts.lost_while_disconnected, counts.duplicated, counts.misrouted, counts.expected
+                    "      user {user:>3} tab {tab}: {} lost ({} disconnected, {} dropped, {} held), {} duplicated, {} misrouted of {}",
+                    counts.lost,
+                    counts.lost_while_disconnected,
+                    counts.lost_as_socket_dropped,
+                    counts.lost_on_held_socket,
+                    counts.duplicated,
+                    counts.misrouted,
+                    counts.expected
                 );
             }
             if worst.len() > WORST_TABS {
                 let _ = writeln!(out, "      … {} more tabs (tabs.csv)", worst.len() - WORST_TABS);
+            }
+            if !window.lost_by_partition.is_empty() {
+                let _ = writeln!(out, "      notifications lost, by partition: {:?}", window.lost_by_partition);
             }
         }
         let _ = writeln!(
@@ -495,6 +534,9 @@ impl Reckoning {
             );
         }
         let _ = writeln!(out, "\ndead-letter topic:");
+        if self.poison.is_empty() {
+            let _ = writeln!(out, "  no poison records were injected");
+        }
         for check in &self.poison {
             let _ = writeln!(
                 out,
@@ -549,12 +591,14 @@ impl Reckoning {
             for (user, tab, counts) in &window.tabs {
                 let _ = writeln!(
                     out,
-                    "{},{user},{tab},{},{},{},{},{},{}",
+                    "{},{user},{tab},{},{},{},{},{},{},{},{}",
                     window.name,
                     counts.expected,
                     counts.received,
                     counts.lost,
                     counts.lost_while_disconnected,
+                    counts.lost_as_socket_dropped,
+                    counts.lost_on_held_socket,
                     counts.duplicated,
                     counts.misrouted
                 );
@@ -570,12 +614,12 @@ mod tests {
     use crate::faults::FaultKind;
     use crate::tabs::SocketRecord;
 
-    fn socket(opened_ns: u64, closed: Option<u64>, received: &[(u64, u64)]) -> SocketRecord {
+    fn socket(opened_ns: u64, closed: Option<u64>, received: &[u64]) -> SocketRecord {
         SocketRecord {
             instance: 0,
             opened_ns,
             closed: closed.map(|at| (at, "closed by the server: 1012".to_owned())),
-            received: received.to_vec(),
+            received: received.iter().map(|seq| (*seq, 0)).collect(),
             duplicated: Vec::new(),
             misrouted: Vec::new(),
             misrouted_warmups: 0,
@@ -583,76 +627,88 @@ mod tests {
     }
 
     fn rules() -> Rules {
-        Rules { settle_ns: 10, margin_ns: 5, resume_limit_ns: 30, assert_no_loss: false, assert_no_duplicates: false }
+        Rules {
+            settle_ns: 50,
+            margin_ns: 10,
+            resume_limit_ns: 1000,
+            assert_no_loss: false,
+            assert_no_duplicates: false,
+        }
     }
 
-    /// One user, one tab, four events sent at 100, 200, 300 and 400 on partition 0; one fault from
-    /// 150 to 250. The tab's first socket drops at 180 and the second opens at 260.
-    #[test]
-    fn losses_are_counted_per_window_and_told_apart_by_connection() {
-        let ledger = Ledger::new("t", 1, 4, 1);
-        for seq in 0..4 {
-            ledger.mark_sent(seq);
-            ledger.acknowledged(seq, 0);
+    /// A ledger of one user whose events were sent at `sent` (all to partition 0), delivered
+    /// first at `delivered` (0: never).
+    fn ledger(sent: &[u64], delivered: &[u64]) -> Ledger {
+        let ledger = Ledger::new("t", 1, sent.len() as u64, 1);
+        for (seq, (sent, delivered)) in sent.iter().zip(delivered).enumerate() {
+            ledger.mark_sent_at(seq as u64, *sent);
+            ledger.acknowledged(seq as u64, 0);
+            if *delivered > 0 {
+                ledger.record_receipt(seq as u64, *delivered);
+            }
         }
-        // The ledger's clock is real; rebuild the send times the test needs through the windows:
-        // use the actual send times as the origin and express everything relative to them.
-        let sent: Vec<u64> = (0..4).map(|seq| ledger.sent_at(seq).unwrap()).collect();
-        let base = sent[0];
-        let at = |offset: u64| base + offset;
-        // Lay the events out as if sent at base+0, +1, +2, +3 (their real order) and place the
-        // fault and the sockets around them.
-        ledger.record_receipt(0, at(10));
-        ledger.record_receipt(3, sent[3] + 10);
-        let tab = TabRecord {
-            user: 0,
-            tab: 0,
-            sockets: vec![socket(0, Some(sent[1]), &[(0, at(10))]), socket(sent[2] + 1, None, &[(3, sent[3] + 10)])],
-            failed_handshakes: BTreeMap::new(),
-        };
-        let fault = Fault { kind: FaultKind::Kill, start_ns: sent[1], end_ns: sent[2] + 1, detail: String::new() };
-        let reckoning = reckon(&ledger, &[tab], base, &[fault], &[], &[], "topic", &Rules { settle_ns: 0, ..rules() });
+        ledger
+    }
+
+    fn fault(kind: FaultKind, start_ns: u64, end_ns: u64) -> Fault {
+        Fault { kind, start_ns, end_ns, detail: String::new() }
+    }
+
+    fn tab(sockets: Vec<SocketRecord>) -> TabRecord {
+        TabRecord { user: 0, tab: 0, sockets, failed_handshakes: BTreeMap::new() }
+    }
+
+    fn observed<'a>(
+        ledger: &'a Ledger,
+        tabs: &'a [TabRecord],
+        faults: &'a [Fault],
+        poisons: &'a [Poison],
+        dead_letters: &'a [DeadLetter],
+    ) -> Observed<'a> {
+        Observed { ledger, tabs, producing_from: 100, faults, poisons, dead_letters, poison_topic: "topic" }
+    }
+
+    fn verdicts(reckoning: &Reckoning) -> Vec<(&str, bool)> {
+        reckoning.assertions.iter().map(|assertion| (assertion.name.as_str(), assertion.passed)).collect()
+    }
+
+    /// Events at 100 to 600; a kill from 200 to 300, settled at 350. The first socket (open since
+    /// 0) drops at 250; the second opens at 335 (connected from 345).
+    #[test]
+    fn losses_are_counted_per_window_and_told_apart() {
+        let ledger = ledger(&[100, 200, 300, 340, 500, 600], &[105, 0, 0, 0, 505, 605]);
+        let record = tab(vec![socket(0, Some(250), &[0]), socket(335, None, &[4, 5])]);
+        let faults = [fault(FaultKind::Kill, 200, 300)];
+        let reckoning = reckon(&observed(&ledger, &[record], &faults, &[], &[]), &rules());
         let names: Vec<&str> = reckoning.windows.iter().map(|window| window.name.as_str()).collect();
         assert_eq!(names, ["before the first fault", "kill", "after the last fault"]);
-        // Before: event 0, received.
         assert_eq!(reckoning.windows[0].totals, Counts { expected: 1, received: 1, ..Counts::default() });
-        // Kill window: events 1 and 2 lost; at 1 the first socket had just closed, at 2 nothing
-        // was open: both while disconnected.
+        // 200: the first socket was connected and dropped before it arrived; 300: disconnected;
+        // 340: the second socket was open, but for less than the margin.
         assert_eq!(
             reckoning.windows[1].totals,
-            Counts { expected: 2, lost: 2, lost_while_disconnected: 2, ..Counts::default() }
+            Counts { expected: 3, lost: 3, lost_while_disconnected: 2, lost_as_socket_dropped: 1, ..Counts::default() }
         );
-        // After: event 3 arrived on the second socket.
-        assert_eq!(reckoning.windows[2].totals, Counts { expected: 1, received: 1, ..Counts::default() });
+        assert_eq!((reckoning.windows[1].from_seconds, reckoning.windows[1].to_seconds), (100e-9, Some(250e-9)));
+        assert_eq!(reckoning.windows[2].totals, Counts { expected: 2, received: 2, ..Counts::default() });
         assert!(reckoning.windows[2].after_last_fault);
-        // Partition 0 delivered event 3, produced after the fault's end.
-        assert_eq!(reckoning.resume[0].partitions_never_resumed, Vec::<i32>::new());
-        assert!(reckoning.resume[0].resume_seconds.is_some());
-        let failed: Vec<&str> = reckoning
-            .assertions
-            .iter()
-            .filter(|assertion| !assertion.passed)
-            .map(|assertion| assertion.name.as_str())
-            .collect();
-        assert!(failed.is_empty(), "{failed:?}");
+        // The first delivery of an event sent after the end (300, 340 and 500 on partition 0) came
+        // at 505.
+        assert_eq!(reckoning.resume[0].resume_seconds, Some(205e-9));
+        assert_eq!(reckoning.resume[0].stall_seconds, Some(305e-9));
+        assert!(verdicts(&reckoning).iter().all(|(_, passed)| *passed), "{:?}", verdicts(&reckoning));
     }
 
     #[test]
-    fn a_loss_on_a_connected_tab_after_the_last_fault_fails_and_a_silent_partition_never_resumes() {
-        let ledger = Ledger::new("t", 1, 2, 1);
-        for seq in 0..2 {
-            ledger.mark_sent(seq);
-            ledger.acknowledged(seq, 0);
-        }
-        let sent: Vec<u64> = (0..2).map(|seq| ledger.sent_at(seq).unwrap()).collect();
-        let tab =
-            TabRecord { user: 0, tab: 0, sockets: vec![socket(0, None, &[])], failed_handshakes: BTreeMap::new() };
-        let fault = Fault { kind: FaultKind::Poison, start_ns: sent[0], end_ns: sent[0], detail: String::new() };
+    fn a_loss_on_a_held_socket_after_the_last_fault_fails_and_a_silent_partition_never_resumes() {
+        let ledger = ledger(&[100, 200], &[0, 0]);
+        let record = tab(vec![socket(0, None, &[])]);
+        let faults = [fault(FaultKind::Poison, 100, 100)];
         let poison =
             Poison { name: "schema", description: "", reason: "invalid_payload", bytes: 1, partition: 0, offset: 7 };
-        let dead_letter = DeadLetter {
+        let dead_letter = |reason: &str| DeadLetter {
             headers: [
-                ("herald.reason", "invalid_payload"),
+                ("herald.reason", reason),
                 ("herald.source.topic", "topic"),
                 ("herald.source.partition", "0"),
                 ("herald.source.offset", "7"),
@@ -662,20 +718,11 @@ mod tests {
             .collect(),
             bytes: 1,
         };
-        let reckoning = reckon(
-            &ledger,
-            &[tab],
-            sent[0],
-            &[fault],
-            &[poison],
-            &[dead_letter],
-            "topic",
-            &Rules { settle_ns: 0, ..rules() },
-        );
-        let verdicts: Vec<(&str, bool)> =
-            reckoning.assertions.iter().map(|assertion| (assertion.name.as_str(), assertion.passed)).collect();
+        let dead_letters = [dead_letter("invalid_payload")];
+        let reckoning =
+            reckon(&observed(&ledger, &[record], &faults, std::slice::from_ref(&poison), &dead_letters), &rules());
         assert_eq!(
-            verdicts,
+            verdicts(&reckoning),
             [
                 ("0 misrouted (cross-user)", true),
                 ("every poison record dead-lettered with its reason", true),
@@ -684,5 +731,12 @@ mod tests {
             ]
         );
         assert_eq!(reckoning.resume[0].partitions_never_resumed, [0]);
+        assert_eq!(reckoning.windows[1].totals.lost_on_held_socket, 1);
+        // The wrong reason, or none, fails.
+        let record = tab(vec![socket(0, None, &[])]);
+        let dead_letters = [dead_letter("not_json")];
+        let reckoning = reckon(&observed(&ledger, &[record], &faults, &[poison], &dead_letters), &rules());
+        assert!(!reckoning.poison[0].ok);
+        assert_eq!(reckoning.other_dead_letters.len(), 0);
     }
 }
