@@ -96,17 +96,24 @@ pub async fn run(
         (Some(brokers), Some(redis_url)) => {
             let (changes, subscriptions) = tokio::sync::mpsc::unbounded_channel();
             let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, Some(changes), metrics.clone());
-            let redis = backend::RedisBackend::connect(
-                redis_url,
-                config.redis_prefix.clone(),
+            let target = backend::RedisTarget {
+                urls: redis_url.split(',').map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect(),
+                cluster: config.redis_cluster,
+                prefix: config.redis_prefix.clone(),
+                ping_interval: Duration::from_millis(config.redis_ping_interval_ms.max(1)),
+            };
+            let (redis, subscriber) = backend::RedisBackend::connect(
+                &target,
                 Arc::clone(&hub),
                 subscriptions,
                 parking,
                 metrics.clone(),
+                health.clone(),
                 stop.clone(),
             )
             .await
             .map_err(|error| StartError::Redis(error.0))?;
+            tokio::spawn(backend::subscribe(subscriber));
             let kafka = consumer::Kafka::connect(&config, brokers, metrics.clone())
                 .map_err(|error| StartError::Kafka(error.to_string()))?;
             (backend::Backend::Redis(redis), hub, Some(kafka))
@@ -118,7 +125,7 @@ pub async fn run(
         }
     };
     let lookup = config.owner_lookup_url.clone().map(pipeline::OwnerLookup::new);
-    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), config.redis_prefix.clone(), lookup);
+    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), lookup);
 
     let app = Arc::new(AppState {
         pipeline: Arc::clone(&pipeline),

@@ -42,6 +42,9 @@ pub(crate) struct Metrics {
     pub dead_lettered: Family<Reason, Counter<u64, AtomicU64>>,
     /// Transient failures that paused consumption for a retry.
     pub retries: Counter<u64, AtomicU64>,
+    /// Times the Redis subscriber lost its connection (an error, or a PING unanswered) and
+    /// reconnected.
+    pub subscriber_reconnects: Counter<u64, AtomicU64>,
     /// Records behind the end of the assigned partitions, summed.
     pub consumer_lag: Gauge<i64, AtomicI64>,
     /// Seconds from a record's Kafka timestamp to its notification being written to a socket.
@@ -62,6 +65,7 @@ impl Metrics {
             parked_expired: Family::default(),
             dead_lettered: Family::default(),
             retries: Counter::default(),
+            subscriber_reconnects: Counter::default(),
             consumer_lag: Gauge::default(),
             kafka_to_socket_seconds: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -104,6 +108,11 @@ impl Metrics {
             "ready_check",
             "Readiness checks: 1 passing, 0 failing, by check",
             metrics.ready_checks.clone(),
+        );
+        registry.register(
+            "redis_subscriber_reconnects",
+            "Times the Redis subscriber lost its connection (error or unanswered PING) and reconnected",
+            metrics.subscriber_reconnects.clone(),
         );
         (metrics, registry)
     }

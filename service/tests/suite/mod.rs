@@ -3,12 +3,15 @@
 //! - `kafka_flow`: every event to the right teacher, ownership, parking, duplicates, dead letters.
 //! - `lookup`: batch owners found through the orchestrator's HTTP API.
 //! - `resilience`: crash and restart, two instances in one group, graceful shutdown.
+//! - `redis_backend`: a silent subscriber connection is noticed and replaced; the key flows on a
+//!   3-master Redis Cluster.
 //! - `trace_context`: the producer's trace context continues into exported spans.
 
 pub(crate) mod harness;
 
 mod kafka_flow;
 mod lookup;
+mod redis_backend;
 mod resilience;
 mod trace_context;
 mod websocket;
