@@ -122,3 +122,41 @@ impl MemoryBackend {
         self.lock().parked.keys().take(limit).cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(digest: u8, ttl_seconds: u64) -> Outgoing {
+        Outgoing { dedupe_digest: [digest; 16], dedupe_ttl_seconds: ttl_seconds, message: "{}".into() }
+    }
+
+    fn backend() -> MemoryBackend {
+        let (metrics, _) = Metrics::new();
+        let hub = Hub::new(5, 8, None, metrics.clone());
+        MemoryBackend::new(hub, Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 }, metrics)
+    }
+
+    #[test]
+    fn a_digest_is_published_once_per_recipient_and_parked_once_per_batch() {
+        let memory = backend();
+        assert_eq!(memory.deliver_to_user("a", &outgoing(1, 60)), Delivery::Published { user: "a".into() });
+        assert_eq!(memory.deliver_to_user("a", &outgoing(1, 60)), Delivery::Duplicate);
+        assert_eq!(memory.deliver_to_user("b", &outgoing(1, 60)), Delivery::Published { user: "b".into() });
+        assert_eq!(memory.deliver_to_batch_owner("batch", &outgoing(2, 60)), Delivery::Parked { overflow: 0 });
+        assert_eq!(memory.deliver_to_batch_owner("batch", &outgoing(2, 60)), Delivery::Duplicate);
+        assert_eq!(memory.learn_owner("batch", "a"), 1);
+        assert_eq!(memory.deliver_to_batch_owner("batch", &outgoing(2, 60)), Delivery::Duplicate);
+    }
+
+    #[test]
+    fn digests_are_forgotten_when_their_ttl_ends() {
+        let memory = backend();
+        for digest in 0..100 {
+            memory.deliver_to_user("a", &outgoing(digest, 0));
+        }
+        memory.deliver_to_user("a", &outgoing(200, 60));
+        memory.expire_parked();
+        assert_eq!(memory.lock().seen.len(), 1, "only the digest still within its TTL is remembered");
+    }
+}

@@ -6,7 +6,7 @@
 //! - **Publish once.** A notification is published to a user only if its dedupe digest is new for
 //!   that user within its dedupe TTL; marking the digest and publishing happen together (one Lua
 //!   script in Redis), so a crash cannot leave a digest marked for a notification that was never
-//!   published, nor publish one twice. Memory per remembered notification is bounded (about 21
+//!   published, nor publish one twice. Memory per remembered notification is bounded (about 25
 //!   bytes in Redis, see `redis::dedupe`); the memory backend forgets digests when their TTL ends.
 //! - **Deliver or park, atomically.** For an event that names only a batch, the owner lookup and the
 //!   parking happen together, so a notification cannot be parked just after its owner was learnt.

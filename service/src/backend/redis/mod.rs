@@ -332,10 +332,12 @@ impl RedisBackend {
         }
         let now = now_unix_ms();
         let (mut published, mut duplicates, mut expired) = (0, 0, 0);
+        // One digest per entry, in order ("" for an entry that cannot be read, which is dropped).
         let mut digests = Vec::with_capacity(entries.len());
         for raw in &entries {
             let Ok(entry) = serde_json::from_str::<ParkedEntry>(raw) else {
                 tracing::warn!(batch, "dropping a parked entry that is not valid JSON");
+                digests.push(String::new());
                 continue;
             };
             digests.push(entry.digest.clone());

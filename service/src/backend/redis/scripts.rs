@@ -39,7 +39,9 @@ redis.call('HSET', KEYS[3], ARGV[1], '')
 local overflow = 0
 while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[3]) do
   local dropped = cjson.decode(redis.call('LPOP', KEYS[2]))
-  redis.call('HDEL', KEYS[3], dropped.digest)
+  if type(dropped.digest) == 'string' then
+    redis.call('HDEL', KEYS[3], dropped.digest)
+  end
   overflow = overflow + 1
 end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
@@ -75,11 +77,13 @@ while true do
     return {expired, -1}
   end
   local entry = cjson.decode(head)
-  if tonumber(entry.expires_at) > tonumber(ARGV[1]) then
+  if tonumber(entry.expires_at or 0) > tonumber(ARGV[1]) then
     return {expired, tonumber(entry.expires_at)}
   end
   redis.call('LPOP', KEYS[1])
-  redis.call('HDEL', KEYS[2], entry.digest)
+  if type(entry.digest) == 'string' then
+    redis.call('HDEL', KEYS[2], entry.digest)
+  end
   expired = expired + 1
 end
 ";

@@ -34,7 +34,7 @@ enum Source {
     Single(redis::Client),
     /// The cluster client delivers every node's push messages (RESP3) to `pushes`.
     Cluster {
-        client: redis::cluster::ClusterClient,
+        client: Box<redis::cluster::ClusterClient>,
         pushes: mpsc::UnboundedReceiver<PushInfo>,
     },
 }
@@ -85,7 +85,7 @@ impl Subscriber {
                 .response_timeout(ping_interval.max(Duration::from_secs(1)))
                 .build()
                 .map_err(unavailable)?;
-            Source::Cluster { client, pushes }
+            Source::Cluster { client: Box::new(client), pushes }
         } else {
             let url = target.urls.first().ok_or_else(|| Unavailable("no --redis-url given".into()))?;
             Source::Single(redis::Client::open(url.as_str()).map_err(unavailable)?)
