@@ -7,7 +7,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::harness::{
-    Herald, Infra, Producer, Scope, class_created, cluster_infra, infra, wait_subscribers, wait_until,
+    Herald, Infra, Producer, Scope, class_created, cluster_infra, envelope, infra, wait_metric, wait_subscribers,
+    wait_until,
 };
 
 /// A TCP proxy in front of Redis that can go silent: while black-holed, no byte moves on any
@@ -162,4 +163,48 @@ async fn on_redis_cluster_a_redelivered_record_and_a_resent_payload_give_one_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_cluster_two_instances_deliver_to_every_connection_exactly_once() {
     super::resilience::two_instances_deliver_to_every_connection(cluster_infra()).await;
+}
+
+/// Parked notifications beyond the per-batch bound expire at once, the rest when their TTL passes
+/// (found through the sharded index by the sweep); none is released to an owner learnt later.
+async fn parked_notifications_expire_and_are_counted(infra: Infra) {
+    let scope = Scope::new("parked-expiry");
+    let herald =
+        Herald::production(&scope, &infra, &["--parked-ttl-seconds", "1", "--parked-max-per-batch", "2"]).await;
+    let teacher = scope.user("teacher");
+    let batch = scope.batch("b");
+    let mut socket = herald.connect(&teacher).await;
+    wait_subscribers(&infra.redis, &teacher, 1).await;
+    let producer = Producer::new(&infra);
+    // Three different payloads (each its own correlation id), so none is a duplicate of another.
+    for _ in 0..3 {
+        let outcome = envelope("batch_phase_outcome", "basic", |value| {
+            value["data"]["batch_id"] = Value::String(batch.clone());
+            value["data"]["correlation_id"] = Value::String(super::harness::fresh_uuid());
+        });
+        producer.send_envelope(&scope, "batch_phase_outcome", &outcome).await;
+    }
+    wait_metric(&herald, "herald_notifications_parked_total", 3.0).await;
+    wait_metric(&herald, "herald_notifications_parked_expired_total{reason=\"overflow\"}", 1.0).await;
+    wait_metric(&herald, "herald_notifications_parked_expired_total{reason=\"ttl\"}", 2.0).await;
+
+    // The owner becomes known: only its own notification arrives.
+    let owner = envelope("batch_file_added", "minimal", |value| {
+        value["data"]["user_id"] = Value::String(teacher.clone());
+        value["data"]["batch_id"] = Value::String(batch.clone());
+    });
+    producer.send_envelope(&scope, "batch_file_added", &owner).await;
+    let received = socket.notification().await;
+    assert_eq!(received["event_id"], owner["event_id"], "an expired notification was released: {received}");
+    wait_metric(&herald, "herald_notifications_published_total", 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_notifications_expire_by_bound_and_by_ttl() {
+    parked_notifications_expire_and_are_counted(infra()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_parked_notifications_expire_by_bound_and_by_ttl() {
+    parked_notifications_expire_and_are_counted(cluster_infra()).await;
 }
