@@ -99,6 +99,7 @@ pub(crate) struct Sizing {
 }
 
 impl Sizing {
+    /// The cached part count of a bucket; `Some(0)` for a past bucket known to be unused.
     pub(crate) fn cached_parts(&self, ttl_seconds: u64, bucket: u64) -> Option<u64> {
         self.parts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&(ttl_seconds, bucket)).copied()
     }

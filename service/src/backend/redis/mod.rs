@@ -216,10 +216,13 @@ impl RedisBackend {
     }
 
     /// How many parts `bucket` has; decides it (once, for every instance) when it is the current
-    /// bucket and nobody has yet. `None` for a past bucket that was never used.
-    async fn parts(&self, buckets: Buckets, bucket: u64, current: bool) -> Result<Option<u64>, Unavailable> {
+    /// bucket and nobody has yet. `None` for a past bucket that was never used. Both answers are
+    /// cached, except that the previous bucket is asked again for its first minute: an instance
+    /// whose clock is a little behind may still be using it.
+    async fn parts(&self, buckets: Buckets, bucket: u64, now_seconds: u64) -> Result<Option<u64>, Unavailable> {
+        let current = bucket == buckets.current(now_seconds);
         if let Some(parts) = self.sizing.cached_parts(buckets.ttl_seconds, bucket) {
-            return Ok(Some(parts));
+            return Ok((parts > 0).then_some(parts));
         }
         let key = self.keys.dedupe_parts(buckets.ttl_seconds, bucket);
         let mut parts: Option<u64> = self.query(redis::cmd("GET").arg(&key)).await?;
@@ -233,8 +236,11 @@ impl RedisBackend {
                 .await?;
             parts = self.query(redis::cmd("GET").arg(&key)).await?;
         }
-        if let Some(parts) = parts {
-            self.sizing.remember_parts(buckets.ttl_seconds, bucket, parts);
+        let settled = bucket + 1 < buckets.current(now_seconds) || now_seconds % buckets.width > 60;
+        match parts {
+            Some(parts) => self.sizing.remember_parts(buckets.ttl_seconds, bucket, parts),
+            None if settled => self.sizing.remember_parts(buckets.ttl_seconds, bucket, 0),
+            None => {}
         }
         Ok(parts)
     }
@@ -252,7 +258,7 @@ impl RedisBackend {
         let current = buckets.current(now);
         let mut invocation = self.publish_once.prepare_invoke();
         for bucket in buckets.covering(now) {
-            if let Some(parts) = self.parts(buckets, bucket, bucket == current).await? {
+            if let Some(parts) = self.parts(buckets, bucket, now).await? {
                 invocation.key(self.keys.dedupe(user, buckets.ttl_seconds, bucket, part_of(digest, parts)));
             }
         }
