@@ -15,11 +15,24 @@ already_running=0
 if bash scripts/infra/kafka.sh status >/dev/null 2>&1 && bash scripts/infra/redis.sh status >/dev/null 2>&1; then
   already_running=1
 fi
-eval "$(bash scripts/infra/up.sh --env)"
-if ((!already_running)); then
-  trap 'bash scripts/infra/down.sh --clean >&2' EXIT
+cluster_already_running=0
+if bash scripts/infra/redis-cluster.sh status >/dev/null 2>&1; then
+  cluster_already_running=1
 fi
-export HERALD_TEST_KAFKA HERALD_TEST_REDIS
+cleanup() {
+  if ((!cluster_already_running)); then
+    bash scripts/infra/redis-cluster.sh stop >&2 && bash scripts/infra/redis-cluster.sh clean >&2
+  fi
+  if ((!already_running)); then
+    bash scripts/infra/down.sh --clean >&2
+  fi
+}
+trap cleanup EXIT
+eval "$(bash scripts/infra/up.sh --env)"
+# A 3-master Redis Cluster for the cluster variants of the end-to-end tests.
+bash scripts/infra/redis-cluster.sh start
+HERALD_TEST_REDIS_CLUSTER="$(bash scripts/infra/redis-cluster.sh urls)"
+export HERALD_TEST_KAFKA HERALD_TEST_REDIS HERALD_TEST_REDIS_CLUSTER
 
 bash scripts/setup-typescript.sh
 cargo fmt --all -- --check

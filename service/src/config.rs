@@ -82,6 +82,18 @@ pub struct Config {
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald:")]
     pub redis_prefix: String,
 
+    /// --redis-url names a Redis Cluster (Redis >= 7): give one or more of its nodes, comma-separated.
+    /// Keys are hash-tagged so that every script runs on one slot, and fan-out uses sharded pub/sub
+    /// (SPUBLISH/SSUBSCRIBE) on channels `ws:{u<shard>}:{user_id}`.
+    #[arg(long, env = "HERALD_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+
+    /// Milliseconds between PINGs on the Redis subscriber connection; a PING unanswered within this
+    /// interval makes herald reconnect and resubscribe, and `/readyz` fails `subscriber` when Redis
+    /// has not answered for three intervals.
+    #[arg(long, env = "HERALD_REDIS_PING_INTERVAL_MS", default_value_t = 2000)]
+    pub redis_ping_interval_ms: u64,
+
     /// Shared secret for HS256 tokens (the default algorithm).
     #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -289,6 +301,12 @@ impl Config {
         }
         if !matches!(self.jwt_algorithm.as_str(), "RS256" | "ES256") {
             return Err(format!("--jwt-algorithm must be RS256 or ES256, not {:?}", self.jwt_algorithm));
+        }
+        if self.redis_prefix.contains(['{', '}']) {
+            return Err(format!(
+                "--redis-prefix {:?} contains a brace: herald puts its own hash tags after the prefix",
+                self.redis_prefix
+            ));
         }
         if self.max_connections_per_user == 0 || self.send_queue == 0 {
             return Err("--max-connections-per-user and --send-queue must be at least 1".into());

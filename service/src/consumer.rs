@@ -733,7 +733,7 @@ mod tests {
         let hub = Hub::new(5, 8, None, metrics.clone());
         let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
         let backend = Backend::Memory(Arc::new(MemoryBackend::new(hub, parking, metrics.clone())));
-        Pipeline::new(backend, metrics, "test:".into(), None)
+        Pipeline::new(backend, metrics, None)
     }
 
     /// Bounded so that the three properties run in a few seconds in CI.

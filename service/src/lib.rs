@@ -110,13 +110,19 @@ pub async fn run(
         (Some(brokers), Some(redis_url)) => {
             let (changes, subscriptions) = tokio::sync::mpsc::unbounded_channel();
             let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, Some(changes), metrics.clone());
+            let target = backend::RedisTarget {
+                urls: redis_url.split(',').map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect(),
+                cluster: config.redis_cluster,
+                prefix: config.redis_prefix.clone(),
+                ping_interval: Duration::from_millis(config.redis_ping_interval_ms.max(1)),
+            };
             let (redis, subscriber) = backend::RedisBackend::connect(
-                redis_url,
-                config.redis_prefix.clone(),
+                &target,
                 Arc::clone(&hub),
                 subscriptions,
                 parking,
                 metrics.clone(),
+                health.clone(),
                 stop.clone(),
             )
             .await
@@ -124,7 +130,7 @@ pub async fn run(
             let kafka = consumer::Kafka::connect(&config, brokers, metrics.clone())
                 .map_err(|error| StartError::Kafka(error.to_string()))?;
             tasks.spawn("redis subscriber", async move {
-                subscriber.await;
+                backend::subscribe(subscriber).await;
                 Ok(())
             });
             (backend::Backend::Redis(redis), hub, Some(kafka))
@@ -144,7 +150,7 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), config.redis_prefix.clone(), lookups);
+    let pipeline = pipeline::Pipeline::new(backend, metrics.clone(), lookups);
 
     let app = Arc::new(AppState {
         pipeline: Arc::clone(&pipeline),

@@ -46,6 +46,9 @@ pub(crate) struct Metrics {
     pub too_old: Counter<u64, AtomicU64>,
     /// Transient failures that paused consumption for a retry.
     pub retries: Counter<u64, AtomicU64>,
+    /// Times the Redis subscriber lost its connection (an error, or a PING unanswered) and
+    /// reconnected.
+    pub subscriber_reconnects: Counter<u64, AtomicU64>,
     /// Records behind the end of the assigned partitions, summed.
     pub consumer_lag: Gauge<i64, AtomicI64>,
     /// Seconds from a record's Kafka timestamp to its notification being written to a socket.
@@ -68,6 +71,7 @@ impl Metrics {
             dead_letter_failures: Counter::default(),
             too_old: Counter::default(),
             retries: Counter::default(),
+            subscriber_reconnects: Counter::default(),
             consumer_lag: Gauge::default(),
             kafka_to_socket_seconds: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -120,6 +124,11 @@ impl Metrics {
             "ready_check",
             "Readiness checks: 1 passing, 0 failing, by check",
             metrics.ready_checks.clone(),
+        );
+        registry.register(
+            "redis_subscriber_reconnects",
+            "Times the Redis subscriber lost its connection (error or unanswered PING) and reconnected",
+            metrics.subscriber_reconnects.clone(),
         );
         (metrics, registry)
     }

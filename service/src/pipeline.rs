@@ -209,18 +209,12 @@ impl OwnerLookupRunner {
 pub(crate) struct Pipeline {
     backend: Backend,
     metrics: Metrics,
-    redis_prefix: String,
     lookups: Option<OwnerLookups>,
 }
 
 impl Pipeline {
-    pub(crate) fn new(
-        backend: Backend,
-        metrics: Metrics,
-        redis_prefix: String,
-        lookups: Option<OwnerLookups>,
-    ) -> Arc<Self> {
-        Arc::new(Pipeline { backend, metrics, redis_prefix, lookups })
+    pub(crate) fn new(backend: Backend, metrics: Metrics, lookups: Option<OwnerLookups>) -> Arc<Self> {
+        Arc::new(Pipeline { backend, metrics, lookups })
     }
 
     pub(crate) fn backend(&self) -> &Backend {
@@ -267,7 +261,7 @@ impl Pipeline {
         }
         let id = notification_id(origin_unix_ms, &notification.payload_digest);
         let outgoing = Outgoing {
-            dedupe_key: format!("{}dedupe:{}", self.redis_prefix, hex(&notification.payload_digest)),
+            dedupe_digest: crate::backend::dedupe_digest(&notification.payload_digest),
             dedupe_ttl_seconds: notification.dedupe_ttl_seconds,
             message: Utf8Bytes::from(utf8(notification.encode_message(&id))),
         };
@@ -430,7 +424,7 @@ mod tests {
         let hub = Hub::new(5, 8, None, metrics.clone());
         let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
         let backend = Backend::Memory(Arc::new(MemoryBackend::new(hub, parking, metrics.clone())));
-        let pipeline = Pipeline::new(backend, metrics, "test:".into(), None);
+        let pipeline = Pipeline::new(backend, metrics, None);
 
         let envelope = include_bytes!("../../tests/fixtures/envelopes/batch_file_removed/traced.compact.json");
         let outcome = pipeline.process(envelope, 0).await.unwrap();

@@ -1,9 +1,13 @@
 //! The embedded backend: one process, state in memory, fan-out straight into the hub.
+//!
+//! Same guarantees as Redis: a digest is remembered per recipient for its TTL (so memory is
+//! bounded by the traffic of one TTL; the sweep forgets expired digests every few seconds), and a
+//! batch never holds two parked copies of one notification.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Delivery, Outgoing, Parking, now_unix_ms, origin_unix_ms};
+use super::{DedupeDigest, Delivery, Outgoing, Parking, now_unix_ms, origin_unix_ms};
 use crate::hub::{Hub, Outbound};
 use crate::metrics::Metrics;
 
@@ -16,8 +20,8 @@ struct Parked {
 struct State {
     /// batch → (owner, expires at).
     owners: HashMap<String, (String, u64)>,
-    /// dedupe key → expires at.
-    seen: HashMap<String, u64>,
+    /// (recipient, dedupe digest) → expires at.
+    seen: HashMap<(String, DedupeDigest), u64>,
     /// batch → notifications waiting for its owner, oldest first.
     parked: HashMap<String, VecDeque<Parked>>,
 }
@@ -42,11 +46,12 @@ impl MemoryBackend {
     /// Marks the key and fans out, under the state lock so that two copies cannot both pass.
     fn publish_once(&self, state: &mut State, user: &str, outgoing: &Outgoing) -> Delivery {
         let now = now_unix_ms();
-        match state.seen.get(&outgoing.dedupe_key) {
+        let key = (user.to_owned(), outgoing.dedupe_digest);
+        match state.seen.get(&key) {
             Some(expires_at) if *expires_at > now => return Delivery::Duplicate,
             _ => {}
         }
-        state.seen.insert(outgoing.dedupe_key.clone(), now + outgoing.dedupe_ttl_seconds * 1000);
+        state.seen.insert(key, now + outgoing.dedupe_ttl_seconds * 1000);
         let outbound =
             Outbound { message: outgoing.message.clone(), origin_unix_ms: origin_unix_ms(outgoing.message.as_bytes()) };
         self.hub.deliver(user, &outbound);
@@ -66,10 +71,10 @@ impl MemoryBackend {
         {
             return self.publish_once(&mut state, &owner, outgoing);
         }
-        if state.seen.get(&outgoing.dedupe_key).is_some_and(|expires_at| *expires_at > now) {
+        let queue = state.parked.entry(batch.to_owned()).or_default();
+        if queue.iter().any(|parked| parked.outgoing.dedupe_digest == outgoing.dedupe_digest) {
             return Delivery::Duplicate;
         }
-        let queue = state.parked.entry(batch.to_owned()).or_default();
         queue.push_back(Parked { outgoing: outgoing.clone(), expires_at_ms: now + self.parking.ttl_seconds * 1000 });
         let mut overflow = 0;
         while queue.len() > self.parking.max_per_batch {
@@ -115,5 +120,43 @@ impl MemoryBackend {
 
     pub(crate) fn parked_batches(&self, limit: usize) -> Vec<String> {
         self.lock().parked.keys().take(limit).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(digest: u8, ttl_seconds: u64) -> Outgoing {
+        Outgoing { dedupe_digest: [digest; 16], dedupe_ttl_seconds: ttl_seconds, message: "{}".into() }
+    }
+
+    fn backend() -> MemoryBackend {
+        let (metrics, _) = Metrics::new();
+        let hub = Hub::new(5, 8, None, metrics.clone());
+        MemoryBackend::new(hub, Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 }, metrics)
+    }
+
+    #[test]
+    fn a_digest_is_published_once_per_recipient_and_parked_once_per_batch() {
+        let memory = backend();
+        assert_eq!(memory.deliver_to_user("a", &outgoing(1, 60)), Delivery::Published { user: "a".into() });
+        assert_eq!(memory.deliver_to_user("a", &outgoing(1, 60)), Delivery::Duplicate);
+        assert_eq!(memory.deliver_to_user("b", &outgoing(1, 60)), Delivery::Published { user: "b".into() });
+        assert_eq!(memory.deliver_to_batch_owner("batch", &outgoing(2, 60)), Delivery::Parked { overflow: 0 });
+        assert_eq!(memory.deliver_to_batch_owner("batch", &outgoing(2, 60)), Delivery::Duplicate);
+        assert_eq!(memory.learn_owner("batch", "a"), 1);
+        assert_eq!(memory.deliver_to_batch_owner("batch", &outgoing(2, 60)), Delivery::Duplicate);
+    }
+
+    #[test]
+    fn digests_are_forgotten_when_their_ttl_ends() {
+        let memory = backend();
+        for digest in 0..100 {
+            memory.deliver_to_user("a", &outgoing(digest, 0));
+        }
+        memory.deliver_to_user("a", &outgoing(200, 60));
+        memory.expire_parked();
+        assert_eq!(memory.lock().seen.len(), 1, "only the digest still within its TTL is remembered");
     }
 }

@@ -3,12 +3,16 @@
 //!
 //! Both backends give the same guarantees, so the pipeline does not care which it has:
 //!
-//! - **Publish once.** A notification is published only if its dedupe key is new; marking the key
-//!   and publishing happen together (one Lua script in Redis), so a crash cannot leave a key marked
-//!   for a notification that was never published, nor publish one twice.
+//! - **Publish once.** A notification is published to a user only if its dedupe digest is new for
+//!   that user within its dedupe TTL; marking the digest and publishing happen together (one Lua
+//!   script in Redis), so a crash cannot leave a digest marked for a notification that was never
+//!   published, nor publish one twice. Memory per remembered notification is bounded (about 25
+//!   bytes in Redis, see `redis::dedupe`); the memory backend forgets digests when their TTL ends.
 //! - **Deliver or park, atomically.** For an event that names only a batch, the owner lookup and the
 //!   parking happen together, so a notification cannot be parked just after its owner was learnt.
-//! - **Learning an owner delivers what was parked**, in the same step.
+//! - **Learning an owner delivers what was parked.** A parked notification stays parked until it
+//!   has been published (once, by its digest) to the owner, so a crash in between publishes it at
+//!   the next release, never twice.
 //! - Parked notifications are bounded per batch (the oldest expires early beyond the bound) and
 //!   expire after a TTL; both are counted.
 
@@ -20,7 +24,7 @@ mod memory;
 mod redis;
 
 pub(crate) use self::memory::MemoryBackend;
-pub(crate) use self::redis::RedisBackend;
+pub(crate) use self::redis::{RedisBackend, RedisTarget, subscribe};
 
 /// What happened to one notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +40,8 @@ pub(crate) enum Delivery {
 /// A notification ready to publish.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
-    /// The full dedupe key (prefix included).
-    pub dedupe_key: String,
+    /// What duplicates are detected by: see [`dedupe_digest`].
+    pub dedupe_digest: DedupeDigest,
     pub dedupe_ttl_seconds: u64,
     /// The encoded browser message.
     pub message: Utf8Bytes,
@@ -115,6 +119,19 @@ impl Backend {
             Backend::Redis(redis) => redis.ping().await,
         }
     }
+}
+
+/// The first 16 bytes of a notification's payload digest (SHA-256 of event type and payload).
+pub(crate) type DedupeDigest = [u8; 16];
+
+/// What a notification is remembered by. 16 bytes of SHA-256 are plenty: two different
+/// notifications are confused only if their digests collide within one recipient's dedupe window,
+/// and among a billion remembered notifications the chance of any collision is about
+/// n²/2¹²⁹ ≈ 10⁻²¹. Half the bytes of the full digest is half the memory per remembered notification.
+pub(crate) fn dedupe_digest(payload_digest: &[u8; 32]) -> DedupeDigest {
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&payload_digest[..16]);
+    digest
 }
 
 /// Milliseconds since the Unix epoch.

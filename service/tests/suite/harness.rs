@@ -30,7 +30,10 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 /// Where the test infrastructure runs.
 pub(crate) struct Infra {
     pub kafka: String,
+    /// One Redis URL, or (when `redis_cluster`) the comma-separated URLs of a Redis Cluster.
     pub redis: String,
+    /// herald is started with `--redis-cluster`.
+    pub redis_cluster: bool,
 }
 
 /// The Kafka broker and Redis started by `scripts/test.sh` (`scripts/infra/up.sh`).
@@ -40,7 +43,19 @@ pub(crate) fn infra() -> Infra {
             panic!("{name} is not set: run the suite with `bash scripts/test.sh`, which starts Kafka and Redis")
         })
     };
-    Infra { kafka: get("HERALD_TEST_KAFKA"), redis: get("HERALD_TEST_REDIS") }
+    Infra { kafka: get("HERALD_TEST_KAFKA"), redis: get("HERALD_TEST_REDIS"), redis_cluster: false }
+}
+
+/// Kafka and the 3-master Redis Cluster started by `scripts/test.sh`
+/// (`scripts/infra/redis-cluster.sh`).
+pub(crate) fn cluster_infra() -> Infra {
+    let redis = std::env::var("HERALD_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
+        panic!(
+            "HERALD_TEST_REDIS_CLUSTER is not set: run the suite with `bash scripts/test.sh`, or start a cluster \
+             with `scripts/infra/redis-cluster.sh start` and export HERALD_TEST_REDIS_CLUSTER=$(scripts/infra/redis-cluster.sh urls)"
+        )
+    });
+    Infra { redis, redis_cluster: true, ..infra() }
 }
 
 /// Unique names for one test.
@@ -110,6 +125,9 @@ impl Scope {
             // The test tokens carry no `aud` or `iss` (see `token`).
             "--allow-unscoped-tokens".into(),
         ];
+        if infra.redis_cluster {
+            args.push("--redis-cluster".into());
+        }
         for event in herald::EVENTS {
             args.push("--topic".into());
             args.push(format!("{}={}", event.notification, self.topic(event.notification)));
@@ -477,14 +495,33 @@ pub(crate) fn envelope_key(envelope: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// How many connections are subscribed to `ws:{user}` on the Redis at `redis_url`
-/// (`PUBSUB NUMSUB`). Each herald instance holds one subscription per user with sockets on it.
+/// How many connections are subscribed to `user`'s channel on the Redis at `redis_url` (`PUBSUB
+/// NUMSUB ws:{user}`). Each herald instance holds one subscription per user with sockets on it.
+/// A comma-separated `redis_url` names a Redis Cluster, as herald's `--redis-url` does with
+/// `--redis-cluster`: there the channel is the sharded `ws:{u<shard>}:{user}`, counted with `PUBSUB
+/// SHARDNUMSUB` on every node (only the node owning its slot has subscribers).
 pub(crate) async fn subscribers(redis_url: &str, user: &str) -> Option<i64> {
-    let client = redis::Client::open(redis_url).ok()?;
-    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-    let (_, count): (String, i64) =
-        redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("ws:{user}")).query_async(&mut connection).await.ok()?;
-    Some(count)
+    let urls: Vec<&str> = redis_url.split(',').collect();
+    let (command, channel) =
+        if urls.len() > 1 { ("SHARDNUMSUB", cluster_channel(user)) } else { ("NUMSUB", format!("ws:{user}")) };
+    let mut total = 0;
+    for url in urls {
+        let client = redis::Client::open(url).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        let (_, count): (String, i64) =
+            redis::cmd("PUBSUB").arg(command).arg(&channel).query_async(&mut connection).await.ok()?;
+        total += count;
+    }
+    Some(total)
+}
+
+/// `user`'s channel on a Redis Cluster: `ws:{u<shard>}:{user}`, the shard being 64-bit FNV-1a of
+/// the user id modulo 1024 (herald's `backend::redis::keys`).
+pub(crate) fn cluster_channel(user: &str) -> String {
+    let hash = user
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    format!("ws:{{u{}}}:{user}", hash % 1024)
 }
 
 /// Waits until `at_least` connections listen on `ws:{user}`: a socket is registered and its

@@ -13,7 +13,7 @@ use rdkafka::message::Headers as _;
 use serde_json::Value;
 
 use super::harness::{
-    Herald, Producer, Scope, assert_subscribed, envelope, envelope_key, infra, read_topic, wait_metric,
+    Herald, Infra, Producer, Scope, assert_subscribed, envelope, envelope_key, infra, read_topic, wait_metric,
 };
 
 fn set(envelope: &mut Value, field: &str, value: &str) {
@@ -49,7 +49,11 @@ fn check_notification(notification: &Value, sent: &Value, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_one_of_the_13_events_reaches_the_right_teacher() {
-    let infra = infra();
+    every_event_reaches_the_right_teacher(infra()).await;
+}
+
+/// The body of `every_one_of_the_13_events_reaches_the_right_teacher`, against single Redis or Redis Cluster.
+pub(super) async fn every_event_reaches_the_right_teacher(infra: Infra) {
     let scope = Scope::new("all-events");
     let herald = Herald::production(&scope, &infra, &[]).await;
     let teacher = scope.user("teacher");
@@ -150,7 +154,11 @@ async fn every_one_of_the_13_events_reaches_the_right_teacher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_notification_is_delivered_once_the_owner_is_learnt() {
-    let infra = infra();
+    parked_then_released(infra()).await;
+}
+
+/// The body of `a_parked_notification_is_delivered_once_the_owner_is_learnt`, against single Redis or Redis Cluster.
+pub(super) async fn parked_then_released(infra: Infra) {
     let scope = Scope::new("parked");
     let herald = Herald::production(&scope, &infra, &[]).await;
     let teacher = scope.user("teacher");
@@ -285,7 +293,11 @@ async fn no_notification_reaches_another_users_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_record_and_a_resent_payload_give_one_notification() {
-    let infra = infra();
+    one_notification_per_payload(infra()).await;
+}
+
+/// The body of `a_redelivered_record_and_a_resent_payload_give_one_notification`, against single Redis or Redis Cluster.
+pub(super) async fn one_notification_per_payload(infra: Infra) {
     let scope = Scope::new("duplicates");
     let herald = Herald::production(&scope, &infra, &[]).await;
     let teacher = scope.user("teacher");

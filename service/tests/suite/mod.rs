@@ -6,6 +6,8 @@
 //! - `poison`: records that cannot be delivered, of any size, and a dead-letter topic that cannot
 //!   be written: dead-lettered, not-ready, or the process ends; never skipped silently.
 //! - `consumer_start`: where a new consumer group starts, and events too old to deliver.
+//! - `redis_backend`: a silent subscriber connection is noticed and replaced; the key flows on a
+//!   3-master Redis Cluster.
 //! - `trace_context`: the producer's trace context continues into exported spans.
 
 pub(crate) mod harness;
@@ -14,6 +16,7 @@ mod consumer_start;
 mod kafka_flow;
 mod lookup;
 mod poison;
+mod redis_backend;
 mod resilience;
 mod trace_context;
 mod websocket;

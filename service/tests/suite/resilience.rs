@@ -102,8 +102,13 @@ async fn killed_mid_stream_and_restarted_every_event_is_published_exactly_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_in_one_group_deliver_to_every_connection_exactly_once() {
+    two_instances_deliver_to_every_connection(infra()).await;
+}
+
+/// The body of `two_instances_in_one_group_deliver_to_every_connection_exactly_once`, against
+/// single Redis or Redis Cluster.
+pub(super) async fn two_instances_deliver_to_every_connection(infra: Infra) {
     const M: usize = 60;
-    let infra = infra();
     let scope = Scope::new("two-instances");
     let a = Herald::production(&scope, &infra, &[]).await;
     let b = Herald::production(&scope, &infra, &[]).await;
@@ -238,7 +243,7 @@ async fn after_redis_comes_back_subscriptions_are_restored_and_nothing_is_skippe
     let kafka = infra().kafka;
     let port = free_port();
     let redis = RedisServer::start(port).await;
-    let own = Infra { kafka, redis: redis.url() };
+    let own = Infra { kafka, redis: redis.url(), redis_cluster: false };
     let scope = Scope::new("redis-back");
     let herald = Herald::production(&scope, &own, &[]).await;
     let teacher = scope.user("teacher");

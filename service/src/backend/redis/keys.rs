@@ -1,0 +1,160 @@
+//! Key and channel names, and the hash tags that put every script's keys in one slot.
+//!
+//! The hash tag (the text between the first `{` and the next `}`) decides a key's slot in Redis
+//! Cluster. `--redis-prefix` may not contain braces, so the first brace of every key is ours:
+//!
+//! - `{u<shard>}`: a user shard (FNV-1a of the user id modulo [`USER_SHARDS`]). It tags the
+//!   user's dedupe marks and, in cluster mode, the user's channel, so that marking a digest and
+//!   publishing the notification are one script on one slot.
+//! - `{b:<batch>}`: everything of one batch (owner, parked notifications, their digests). A batch
+//!   id containing `}` shortens the tag, but every key of that batch is shortened the same way.
+//! - `{parked:<n>}`: one of [`PARKED_INDEX_SHARDS`] shards of the index of batches with parked
+//!   notifications (batch ids hash to a shard).
+//! - untagged: dedupe sizing (`dedupe-parts`, `dedupe-count`), read and written outside scripts.
+
+/// How many user shards there are: enough to spread users over every node of a cluster, few
+/// enough that one shard's dedupe hash of one time bucket holds dozens of notifications even at a
+/// few notifications per second (see `dedupe`).
+pub(crate) const USER_SHARDS: u64 = 1024;
+
+/// How many shards the index of parked batches has.
+pub(crate) const PARKED_INDEX_SHARDS: u64 = 16;
+
+/// 64-bit FNV-1a: stable across processes, versions and platforms, which is all a shard needs.
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Names every key and channel herald uses in one Redis (or Redis Cluster).
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+    cluster: bool,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: String, cluster: bool) -> Self {
+        Keys { prefix, cluster }
+    }
+
+    pub(crate) fn cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The user's shard tag, without braces: `u<n>`.
+    fn user_tag(user: &str) -> String {
+        format!("u{}", fnv1a(user) % USER_SHARDS)
+    }
+
+    /// The channel notifications for `user` are published on: `ws:{user_id}` on a single Redis (as
+    /// always), `ws:{u<shard>}:{user_id}` on a cluster, where the channel must share its slot with
+    /// the user's dedupe marks.
+    pub(crate) fn channel(&self, user: &str) -> String {
+        if self.cluster {
+            format!("ws:{{{}}}:{user}", Self::user_tag(user))
+        } else {
+            herald::runtime::user_channel(user)
+        }
+    }
+
+    /// The user a channel belongs to (the inverse of [`Keys::channel`]).
+    pub(crate) fn channel_user<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        let rest = channel.strip_prefix("ws:")?;
+        if self.cluster { rest.strip_prefix('{')?.split_once("}:").map(|(_, user)| user) } else { Some(rest) }
+    }
+
+    /// One part of one time bucket of the user shard's dedupe marks (a hash of 16-byte digests).
+    pub(crate) fn dedupe(&self, user: &str, ttl_seconds: u64, bucket: u64, part: u64) -> String {
+        format!("{}{{{}}}:dedupe:{ttl_seconds}:{bucket}:{part}", self.prefix, Self::user_tag(user))
+    }
+
+    /// How many parts the dedupe hashes of a time bucket have (decided once per bucket).
+    pub(crate) fn dedupe_parts(&self, ttl_seconds: u64, bucket: u64) -> String {
+        format!("{}dedupe-parts:{ttl_seconds}:{bucket}", self.prefix)
+    }
+
+    /// How many notifications were remembered in a time bucket (approximate, sizes the next).
+    pub(crate) fn dedupe_count(&self, ttl_seconds: u64, bucket: u64) -> String {
+        format!("{}dedupe-count:{ttl_seconds}:{bucket}", self.prefix)
+    }
+
+    /// The batch owner's user id.
+    pub(crate) fn owner(&self, batch: &str) -> String {
+        format!("{}{{b:{batch}}}:owner", self.prefix)
+    }
+
+    /// The batch's parked notifications, oldest first.
+    pub(crate) fn parked(&self, batch: &str) -> String {
+        format!("{}{{b:{batch}}}:parked", self.prefix)
+    }
+
+    /// The digests of the batch's parked notifications (a hash), so a copy is not parked twice.
+    pub(crate) fn parked_digests(&self, batch: &str) -> String {
+        format!("{}{{b:{batch}}}:parked-digests", self.prefix)
+    }
+
+    /// The index shard that lists `batch` while it has parked notifications.
+    pub(crate) fn parked_index_of(&self, batch: &str) -> String {
+        self.parked_index(fnv1a(batch) % PARKED_INDEX_SHARDS)
+    }
+
+    /// One shard of the index of batches with parked notifications (a sorted set scored by the
+    /// oldest entry's expiry).
+    pub(crate) fn parked_index(&self, shard: u64) -> String {
+        format!("{}{{parked:{shard}}}", self.prefix)
+    }
+}
+
+/// The hash slot of a key or channel, as Redis Cluster computes it (CRC16-XMODEM of the hash tag,
+/// modulo 16384). Used by tests to check that every script's keys share a slot.
+#[cfg(test)]
+pub(crate) fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key
+        .find('{')
+        .and_then(|open| key[open + 1..].find('}').map(|close| &bytes[open + 1..open + 1 + close]))
+        .filter(|tag| !tag.is_empty());
+    let data = tagged.unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for byte in data {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(slot("123456789"), 0x31c3, "the CRC16 check value of the specification");
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_ne!(slot("foo{}{bar}"), slot("bar"), "an empty tag hashes the whole key");
+    }
+
+    #[test]
+    fn each_scripts_keys_share_a_slot_and_channels_round_trip() {
+        let keys = Keys::new("herald:".into(), true);
+        for user in ["teacher-1", "é{x}", "a}b", ""] {
+            let channel = keys.channel(user);
+            assert_eq!(keys.channel_user(&channel), Some(user), "{channel}");
+            for (ttl, bucket, part) in [(86_400, 7, 0), (21_600, 8, 3)] {
+                assert_eq!(slot(&keys.dedupe(user, ttl, bucket, part)), slot(&channel), "{user}");
+            }
+        }
+        for batch in ["batch-1", "b}x", "{weird}"] {
+            let owner = slot(&keys.owner(batch));
+            assert_eq!(slot(&keys.parked(batch)), owner, "{batch}");
+            assert_eq!(slot(&keys.parked_digests(batch)), owner, "{batch}");
+        }
+        let single = Keys::new("herald:".into(), false);
+        assert_eq!(single.channel("teacher-1"), "ws:teacher-1", "single Redis keeps today's channels");
+        assert_eq!(single.channel_user("ws:teacher-1"), Some("teacher-1"));
+    }
+}

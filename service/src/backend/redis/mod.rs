@@ -1,0 +1,587 @@
+//! The production backend: state in Redis (a single node or a Redis Cluster), fan-out through
+//! Redis pub/sub.
+//!
+//! Keys (all under `--redis-prefix`, `herald:` by default; the braces are hash tags, see `keys`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}{u<shard>}:dedupe:{ttl}:{bucket}:{part}` | hash | 16-byte digests of notifications published to the shard's users (see `dedupe`; the key expires a TTL after its bucket ends) |
+//! | `{prefix}dedupe-parts:{ttl}:{bucket}` | string | how many parts that bucket's hashes have (set once) |
+//! | `{prefix}dedupe-count:{ttl}:{bucket}` | string | about how many notifications that bucket remembers |
+//! | `{prefix}{b:<batch>}:owner` | string | the batch owner's user id (TTL `--owner-ttl-seconds`) |
+//! | `{prefix}{b:<batch>}:parked` | list | notifications waiting for the owner, oldest first (JSON entries) |
+//! | `{prefix}{b:<batch>}:parked-digests` | hash | the hex digests of those notifications |
+//! | `{prefix}{parked:<n>}` | sorted set | one of 16 shards of the batches with parked notifications, scored by the oldest one's expiry (ms) |
+//!
+//! Notifications are published on `ws:{user_id}` with PUBLISH on a single Redis, and on
+//! `ws:{u<shard>}:{user_id}` with SPUBLISH on a cluster (`--redis-cluster`). Each instance keeps
+//! one subscriber (one connection per shard on a cluster) and subscribes to the channels of the
+//! users it holds sockets for; it PINGs Redis and reconnects and subscribes to all of them again
+//! when Redis stops answering (see `subscriber`).
+//!
+//! What is atomic (each a Lua script whose keys, all declared, share one hash slot):
+//!
+//! - **Mark and publish** (`PUBLISH_ONCE`, the user shard's slot, with the channel): a digest is
+//!   marked for a user only together with publishing the notification to that user.
+//! - **Find the owner or park** (`OWNER_OR_PARK`, the batch's slot): a notification cannot be
+//!   parked just after the owner was learnt, because learning the owner (`LEARN_OWNER`, same slot)
+//!   and parking exclude each other. When the owner is known, publishing is the next step
+//!   (`PUBLISH_ONCE`); the owner never changes in between in a way that matters, since either
+//!   owner is a correct recipient at that moment.
+//! - **Releasing parked notifications** is not one step: `LEARN_OWNER` records the owner and reads
+//!   the parked entries, each is published with `PUBLISH_ONCE`, and only then `RELEASE` removes
+//!   them. A crash in between leaves them parked; the next release publishes each at most once,
+//!   because the digest was marked when it was published.
+//! - The parked index is a hint for the sweep and the owner lookups, kept beside the batch's keys:
+//!   a batch is added when its first notification is parked, and the sweep re-scores or removes
+//!   it only if nobody changed its score meanwhile (`INDEX_UPDATE`). A batch missed by the index
+//!   (a crash between parking and indexing) still expires with its keys' own TTL.
+
+mod dedupe;
+mod keys;
+mod scripts;
+mod subscriber;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, Script, ScriptInvocation};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::dedupe::{Buckets, Sizing, part_of, parts_for};
+use self::keys::{Keys, PARKED_INDEX_SHARDS};
+pub(crate) use self::subscriber::{Subscriber, subscribe};
+use super::{DedupeDigest, Delivery, Outgoing, Parking, Unavailable, now_unix_ms};
+use crate::health::Health;
+use crate::hub::{Hub, SubscriptionChange};
+use crate::metrics::Metrics;
+
+/// How herald reaches Redis: one node, or a cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisTarget {
+    /// One URL, or (cluster) several seed nodes' URLs.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub prefix: String,
+    /// How often the subscriber PINGs Redis.
+    pub ping_interval: Duration,
+}
+
+/// The command connection.
+enum Connection {
+    /// The connection manager reconnects when a connection reports an error, but not when a
+    /// command times out: a connection that went silent without a reset would time out forever.
+    /// So a timeout replaces the manager with a fresh one (which connects on first use).
+    Single {
+        client: redis::Client,
+        current: std::sync::Mutex<ConnectionManager>,
+    },
+    Cluster(ClusterConnection),
+}
+
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+}
+
+/// The current connection manager (a cheap handle), without holding the lock afterwards.
+fn manager(current: &std::sync::Mutex<ConnectionManager>) -> ConnectionManager {
+    current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+impl Connection {
+    /// After a timeout: the next command gets a new connection.
+    fn replace_if_silent(&self, error: &redis::RedisError) {
+        if let Connection::Single { client, current } = self
+            && error.is_timeout()
+            && let Ok(fresh) = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+        {
+            tracing::warn!(%error, "redis command connection timed out; replacing it");
+            *current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        }
+    }
+}
+
+pub(crate) struct RedisBackend {
+    connection: Connection,
+    keys: Keys,
+    parking: Parking,
+    metrics: Metrics,
+    sizing: Sizing,
+    publish_once: Script,
+    owner_or_park: Script,
+    learn_owner: Script,
+    release: Script,
+    expire_batch: Script,
+    index_update: Script,
+}
+
+fn unavailable(error: redis::RedisError) -> Unavailable {
+    Unavailable(format!("redis: {error}"))
+}
+
+/// One parked notification, as stored in the batch's list.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ParkedEntry {
+    /// The dedupe digest, hex.
+    digest: String,
+    ttl: u64,
+    expires_at: u64,
+    message: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<DedupeDigest> {
+    let mut digest = [0; 16];
+    if text.len() != 32 {
+        return None;
+    }
+    for (index, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+impl RedisBackend {
+    /// Connects the command connection (retrying inside the connection manager or cluster client)
+    /// and returns the backend with the subscriber that feeds the hub; the caller runs
+    /// [`subscribe`] with it.
+    pub(crate) async fn connect(
+        target: &RedisTarget,
+        hub: Arc<Hub>,
+        subscriptions: mpsc::UnboundedReceiver<SubscriptionChange>,
+        parking: Parking,
+        metrics: Metrics,
+        health: Health,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, Subscriber), Unavailable> {
+        let keys = Keys::new(target.prefix.clone(), target.cluster);
+        let connection = if target.cluster {
+            let client = redis::cluster::ClusterClientBuilder::new(target.urls.clone())
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(unavailable)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let url = target.urls.first().ok_or_else(|| Unavailable("no --redis-url given".into()))?;
+            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let manager = ConnectionManager::new_with_config(client.clone(), manager_config()).await;
+            Connection::Single { client, current: std::sync::Mutex::new(manager.map_err(unavailable)?) }
+        };
+        let subscriber = Subscriber::new(target, keys.clone(), hub, subscriptions, metrics.clone(), health, shutdown)?;
+        let backend = Arc::new(RedisBackend {
+            connection,
+            keys,
+            parking,
+            metrics,
+            sizing: Sizing::default(),
+            publish_once: Script::new(scripts::PUBLISH_ONCE),
+            owner_or_park: Script::new(scripts::OWNER_OR_PARK),
+            learn_owner: Script::new(scripts::LEARN_OWNER),
+            release: Script::new(scripts::RELEASE),
+            expire_batch: Script::new(scripts::EXPIRE_BATCH),
+            index_update: Script::new(scripts::INDEX_UPDATE),
+        });
+        Ok((backend, subscriber))
+    }
+
+    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
+        let result = match &self.connection {
+            Connection::Single { current, .. } => invocation.invoke_async(&mut manager(current)).await,
+            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
+        };
+        result.map_err(|error| {
+            self.connection.replace_if_silent(&error);
+            unavailable(error)
+        })
+    }
+
+    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Unavailable> {
+        let result = match &self.connection {
+            Connection::Single { current, .. } => command.query_async(&mut manager(current)).await,
+            Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
+        };
+        result.map_err(|error| {
+            self.connection.replace_if_silent(&error);
+            unavailable(error)
+        })
+    }
+
+    /// How many parts `bucket` has; decides it (once, for every instance) when it is the current
+    /// bucket and nobody has yet. `None` for a past bucket that was never used. Both answers are
+    /// cached, except that the previous bucket is asked again for its first minute: an instance
+    /// whose clock is a little behind may still be using it.
+    async fn parts(&self, buckets: Buckets, bucket: u64, now_seconds: u64) -> Result<Option<u64>, Unavailable> {
+        let current = bucket == buckets.current(now_seconds);
+        if let Some(parts) = self.sizing.cached_parts(buckets.ttl_seconds, bucket) {
+            return Ok((parts > 0).then_some(parts));
+        }
+        let key = self.keys.dedupe_parts(buckets.ttl_seconds, bucket);
+        let mut parts: Option<u64> = self.query(redis::cmd("GET").arg(&key)).await?;
+        if parts.is_none() && current {
+            let previous: Option<u64> = self
+                .query(redis::cmd("GET").arg(self.keys.dedupe_count(buckets.ttl_seconds, bucket.saturating_sub(1))))
+                .await?;
+            let proposed = parts_for(previous.unwrap_or(0));
+            let _: Option<String> = self
+                .query(redis::cmd("SET").arg(&key).arg(proposed).arg("NX").arg("EXAT").arg(buckets.expires_at(bucket)))
+                .await?;
+            parts = self.query(redis::cmd("GET").arg(&key)).await?;
+        }
+        let settled = bucket + 1 < buckets.current(now_seconds) || now_seconds % buckets.width > 60;
+        match parts {
+            Some(parts) => self.sizing.remember_parts(buckets.ttl_seconds, bucket, parts),
+            None if settled => self.sizing.remember_parts(buckets.ttl_seconds, bucket, 0),
+            None => {}
+        }
+        Ok(parts)
+    }
+
+    /// Publishes to `user` unless the digest was already published to them within its TTL.
+    async fn publish_once(
+        &self,
+        user: &str,
+        digest: &DedupeDigest,
+        ttl_seconds: u64,
+        message: &[u8],
+    ) -> Result<bool, Unavailable> {
+        let buckets = Buckets::new(ttl_seconds);
+        let now = now_unix_ms() / 1000;
+        let current = buckets.current(now);
+        let mut invocation = self.publish_once.prepare_invoke();
+        for bucket in buckets.covering(now) {
+            if let Some(parts) = self.parts(buckets, bucket, now).await? {
+                invocation.key(self.keys.dedupe(user, buckets.ttl_seconds, bucket, part_of(digest, parts)));
+            }
+        }
+        invocation
+            .arg(&digest[..])
+            .arg(buckets.expires_at(current))
+            .arg(if self.keys.cluster() { "SPUBLISH" } else { "PUBLISH" })
+            .arg(self.keys.channel(user))
+            .arg(message);
+        let published: i64 = self.invoke(&invocation).await?;
+        if published == 1 {
+            self.sizing.counted(buckets.ttl_seconds, current);
+        }
+        Ok(published == 1)
+    }
+
+    pub(crate) async fn deliver_to_user(&self, user: &str, outgoing: &Outgoing) -> Result<Delivery, Unavailable> {
+        let published = self
+            .publish_once(user, &outgoing.dedupe_digest, outgoing.dedupe_ttl_seconds, outgoing.message.as_bytes())
+            .await?;
+        Ok(if published { Delivery::Published { user: user.to_owned() } } else { Delivery::Duplicate })
+    }
+
+    pub(crate) async fn deliver_to_batch_owner(
+        &self,
+        batch: &str,
+        outgoing: &Outgoing,
+    ) -> Result<Delivery, Unavailable> {
+        let expires_at = now_unix_ms() + self.parking.ttl_seconds * 1000;
+        let digest = hex(&outgoing.dedupe_digest);
+        let entry = ParkedEntry {
+            digest: digest.clone(),
+            ttl: outgoing.dedupe_ttl_seconds,
+            expires_at,
+            message: outgoing.message.as_str().to_owned(),
+        };
+        let entry = serde_json::to_string(&entry).map_err(|error| Unavailable(format!("parked entry: {error}")))?;
+        let mut invocation = self.owner_or_park.prepare_invoke();
+        invocation
+            .key(self.keys.owner(batch))
+            .key(self.keys.parked(batch))
+            .key(self.keys.parked_digests(batch))
+            .arg(&digest)
+            .arg(entry)
+            .arg(self.parking.max_per_batch)
+            // The keys outlive their newest entry a little; the index, not this TTL, drives expiry.
+            .arg(self.parking.ttl_seconds + 60);
+        let (status, owner, overflow, created): (i64, String, u64, i64) = self.invoke(&invocation).await?;
+        match status {
+            1 => Ok(if self.deliver_to_user(&owner, outgoing).await? == Delivery::Duplicate {
+                Delivery::Duplicate
+            } else {
+                Delivery::Published { user: owner }
+            }),
+            2 => Ok(Delivery::Duplicate),
+            _ => {
+                if created == 1 {
+                    let _: i64 = self
+                        .query(redis::cmd("ZADD").arg(self.keys.parked_index_of(batch)).arg(expires_at).arg(batch))
+                        .await?;
+                }
+                Ok(Delivery::Parked { overflow })
+            }
+        }
+    }
+
+    pub(crate) async fn learn_owner(&self, batch: &str, user: &str) -> Result<u64, Unavailable> {
+        let mut invocation = self.learn_owner.prepare_invoke();
+        invocation
+            .key(self.keys.owner(batch))
+            .key(self.keys.parked(batch))
+            .arg(user)
+            .arg(self.parking.owner_ttl_seconds);
+        let entries: Vec<String> = self.invoke(&invocation).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let now = now_unix_ms();
+        let (mut published, mut duplicates, mut expired) = (0, 0, 0);
+        // One digest per entry, in order ("" for an entry that cannot be read, which is dropped).
+        let mut digests = Vec::with_capacity(entries.len());
+        for raw in &entries {
+            let Ok(entry) = serde_json::from_str::<ParkedEntry>(raw) else {
+                tracing::warn!(batch, "dropping a parked entry that is not valid JSON");
+                digests.push(String::new());
+                continue;
+            };
+            digests.push(entry.digest.clone());
+            let Some(digest) = unhex(&entry.digest) else {
+                tracing::warn!(batch, "dropping a parked entry whose digest is not 32 hex digits");
+                continue;
+            };
+            if entry.expires_at <= now {
+                expired += 1;
+            } else if self.publish_once(user, &digest, entry.ttl, entry.message.as_bytes()).await? {
+                published += 1;
+            } else {
+                duplicates += 1;
+            }
+        }
+        let mut invocation = self.release.prepare_invoke();
+        invocation.key(self.keys.parked(batch)).key(self.keys.parked_digests(batch));
+        for raw in &entries {
+            invocation.arg(raw);
+        }
+        for digest in &digests {
+            invocation.arg(digest);
+        }
+        let _: i64 = self.invoke(&invocation).await?;
+        self.metrics.deduplicated.inc_by(duplicates);
+        if expired > 0 {
+            self.metrics.expired("ttl", expired);
+        }
+        Ok(published)
+    }
+
+    /// Expires parked notifications of due batches, shard by shard; also reports this instance's
+    /// dedupe counts (the sweep calls it every few seconds).
+    pub(crate) async fn expire_parked(&self) -> Result<u64, Unavailable> {
+        self.report_counts().await?;
+        let now = now_unix_ms();
+        let mut expired = 0;
+        for shard in 0..PARKED_INDEX_SHARDS {
+            let index = self.keys.parked_index(shard);
+            let due: Vec<(String, String)> = self
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(&index)
+                        .arg("-inf")
+                        .arg(now)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(1000)
+                        .arg("WITHSCORES"),
+                )
+                .await?;
+            for (batch, score) in due {
+                let mut invocation = self.expire_batch.prepare_invoke();
+                invocation.key(self.keys.parked(&batch)).key(self.keys.parked_digests(&batch)).arg(now);
+                let (count, next): (u64, i64) = self.invoke(&invocation).await?;
+                expired += count;
+                let mut update = self.index_update.prepare_invoke();
+                update.key(&index).arg(&batch).arg(&score).arg(next);
+                let _: i64 = self.invoke(&update).await?;
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Adds this instance's dedupe marks to the shared per-bucket counts.
+    async fn report_counts(&self) -> Result<(), Unavailable> {
+        let counts = self.sizing.take_counts();
+        for (index, ((ttl_seconds, bucket), count)) in counts.iter().enumerate() {
+            let key = self.keys.dedupe_count(*ttl_seconds, *bucket);
+            let reported: Result<i64, Unavailable> = self.query(redis::cmd("INCRBY").arg(&key).arg(*count)).await;
+            let expiry: Result<i64, Unavailable> = match reported {
+                Ok(_) => {
+                    let at = Buckets::new(*ttl_seconds).expires_at(*bucket);
+                    self.query(redis::cmd("EXPIREAT").arg(&key).arg(at)).await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = expiry {
+                self.sizing.restore_counts(counts[index..].to_vec());
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn parked_batches(&self, limit: usize) -> Result<Vec<String>, Unavailable> {
+        let mut batches = Vec::new();
+        for shard in 0..PARKED_INDEX_SHARDS {
+            let remaining = limit.saturating_sub(batches.len());
+            if remaining == 0 {
+                break;
+            }
+            let found: Vec<String> =
+                self.query(redis::cmd("ZRANGE").arg(self.keys.parked_index(shard)).arg(0).arg(remaining - 1)).await?;
+            batches.extend(found);
+        }
+        Ok(batches)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), Unavailable> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// A redis-server of this test's own, so that `used_memory` counts only what the test stores.
+    struct OwnRedis {
+        child: std::process::Child,
+        url: String,
+    }
+
+    impl OwnRedis {
+        async fn start() -> OwnRedis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server starts (install it with scripts/infra/packages.sh)");
+            let url = format!("redis://127.0.0.1:{port}");
+            let started = std::time::Instant::now();
+            loop {
+                let client = redis::Client::open(url.as_str()).unwrap();
+                if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok()
+                {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(20), "redis-server did not answer on port {port}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            OwnRedis { child, url }
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn used_memory(connection: &mut redis::aio::MultiplexedConnection) -> i64 {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(connection).await.unwrap();
+        info.lines().find_map(|line| line.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
+    }
+
+    /// A digest-like 16 bytes for notification `index`.
+    fn digest(index: u64) -> DedupeDigest {
+        let mut digest = [0; 16];
+        digest[..8].copy_from_slice(&keys::fnv1a(&format!("a{index}")).to_be_bytes());
+        digest[8..].copy_from_slice(&keys::fnv1a(&format!("b{index}")).to_be_bytes());
+        digest
+    }
+
+    /// Measures Redis bytes per remembered notification, the old way (a key per notification) and
+    /// the bucketed way, over 100,000 notifications to 5,000 users; prints both (run with
+    /// `--nocapture` to see them; docs/benchmarks.md, "Redis memory").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_remembered_notification_costs_at_most_32_bytes_of_redis() {
+        const N: u64 = 100_000;
+        const TTL: u64 = 86_400;
+        let redis = OwnRedis::start().await;
+        let mut connection =
+            redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+
+        // Before: one string key with a TTL per notification, `{prefix}dedupe:{64 hex digits}`.
+        let start = used_memory(&mut connection).await;
+        for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+            let mut pipeline = redis::pipe();
+            for index in chunk {
+                let key = format!("herald:dedupe:{}{}", hex(&digest(*index)), hex(&digest(index + N)));
+                pipeline.cmd("SET").arg(key).arg("1").arg("NX").arg("EX").arg(TTL).ignore();
+            }
+            let () = pipeline.query_async(&mut connection).await.unwrap();
+        }
+        let per_key = (used_memory(&mut connection).await - start) as f64 / N as f64;
+        let () = redis::cmd("FLUSHALL").query_async(&mut connection).await.unwrap();
+
+        // After: the backend's own publish path. The previous bucket's count says N, so the
+        // current bucket is sized as it is in steady traffic.
+        let (metrics, _) = Metrics::new();
+        let (changes, subscriptions) = mpsc::unbounded_channel();
+        let hub = Hub::new(5, 8, Some(changes), metrics.clone());
+        let target = RedisTarget {
+            urls: vec![redis.url.clone()],
+            cluster: false,
+            prefix: "herald:".into(),
+            ping_interval: Duration::from_secs(1),
+        };
+        let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
+        let health = Health::new(metrics.clone());
+        let (backend, _subscriber) =
+            RedisBackend::connect(&target, hub, subscriptions, parking, metrics, health, CancellationToken::new())
+                .await
+                .unwrap();
+        let buckets = Buckets::new(TTL);
+        let current = buckets.current(now_unix_ms() / 1000);
+        let () = redis::cmd("SET")
+            .arg(backend.keys.dedupe_count(TTL, current - 1))
+            .arg(N)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        // Sizes the current bucket before measuring, as every bucket is sized once.
+        assert!(backend.publish_once("warm-up", &digest(u64::MAX), TTL, b"{}").await.unwrap());
+        let start = used_memory(&mut connection).await;
+        let published = futures_util::stream::iter(0..N)
+            .map(|index| {
+                let backend = Arc::clone(&backend);
+                async move {
+                    let user = format!("teacher-{}", index % 5000);
+                    backend.publish_once(&user, &digest(index), TTL, b"{}").await.unwrap()
+                }
+            })
+            .buffer_unordered(64)
+            .filter(|published| std::future::ready(*published))
+            .count()
+            .await;
+        assert_eq!(published as u64, N, "every digest is new");
+        let per_notification = (used_memory(&mut connection).await - start) as f64 / N as f64;
+        let parts = backend.sizing.cached_parts(TTL, current).unwrap();
+        let sample = backend.keys.dedupe("teacher-1", TTL, current, part_of(&digest(1), parts));
+        let encoding: String =
+            redis::cmd("OBJECT").arg("ENCODING").arg(&sample).query_async(&mut connection).await.unwrap();
+        println!(
+            "redis memory per remembered notification over {N}: one key each {per_key:.1} bytes; \
+             bucketed hashes {per_notification:.1} bytes ({parts} parts per user shard, encoding {encoding})"
+        );
+        assert_eq!(encoding, "listpack", "the dedupe hashes stay compact");
+        assert!(per_notification <= 32.0, "{per_notification:.1} bytes per remembered notification");
+        // A second publish of any of them is a duplicate.
+        assert!(!backend.publish_once("teacher-7", &digest(7), TTL, b"{}").await.unwrap());
+    }
+}

@@ -1,0 +1,298 @@
+//! The instance's subscriber: follows the hub's subscription changes, feeds every message into
+//! the hub, and proves it is alive.
+//!
+//! A connection can die without a reset (a failover, a NAT or load balancer dropping an idle
+//! flow): reads then wait forever. So the subscriber PINGs Redis every `--redis-ping-interval-ms`
+//! on the subscribed connection itself (on a cluster, on every primary's connection); a PING
+//! unanswered within the interval, or any error, ends the session: herald reconnects with backoff,
+//! subscribes to every wanted channel again, and counts it in
+//! `herald_redis_subscriber_reconnects_total`. It reports the readiness check `subscriber`: passing
+//! whenever Redis answers, failing with the reason when the session ends, and failing on its own
+//! when Redis has not been heard from for three intervals (so a wedged loop shows too).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::Keys;
+use super::{RedisTarget, unavailable};
+use crate::backend::{Unavailable, origin_unix_ms};
+use crate::health::Health;
+use crate::hub::{Hub, Outbound, SubscriptionChange};
+use crate::metrics::Metrics;
+
+/// The readiness check the subscriber owns.
+const CHECK: &str = "subscriber";
+
+enum Source {
+    Single(redis::Client),
+    /// The cluster client delivers every node's push messages (RESP3) to `pushes`.
+    Cluster {
+        client: Box<redis::cluster::ClusterClient>,
+        pushes: mpsc::UnboundedReceiver<PushInfo>,
+    },
+}
+
+/// Everything the subscriber loop needs; run it with [`subscribe`].
+pub(crate) struct Subscriber {
+    source: Source,
+    state: State,
+}
+
+/// What every session shares.
+struct State {
+    keys: Keys,
+    hub: Arc<Hub>,
+    changes: mpsc::UnboundedReceiver<SubscriptionChange>,
+    metrics: Metrics,
+    health: Health,
+    shutdown: CancellationToken,
+    ping_interval: Duration,
+}
+
+/// Why a session ended.
+enum Ended {
+    Shutdown,
+    /// Connecting or subscribing failed.
+    Unreachable(String),
+    /// A connected session lost Redis.
+    Lost(String),
+}
+
+impl Subscriber {
+    pub(super) fn new(
+        target: &RedisTarget,
+        keys: Keys,
+        hub: Arc<Hub>,
+        changes: mpsc::UnboundedReceiver<SubscriptionChange>,
+        metrics: Metrics,
+        health: Health,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Unavailable> {
+        let ping_interval = target.ping_interval.max(Duration::from_millis(50));
+        let source = if target.cluster {
+            let (sender, pushes) = mpsc::unbounded_channel();
+            let client = redis::cluster::ClusterClientBuilder::new(target.urls.clone())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(sender)
+                .connection_timeout(ping_interval.max(Duration::from_secs(1)))
+                .response_timeout(ping_interval.max(Duration::from_secs(1)))
+                .build()
+                .map_err(unavailable)?;
+            Source::Cluster { client: Box::new(client), pushes }
+        } else {
+            let url = target.urls.first().ok_or_else(|| Unavailable("no --redis-url given".into()))?;
+            Source::Single(redis::Client::open(url.as_str()).map_err(unavailable)?)
+        };
+        health.declare(CHECK, "not yet subscribed to Redis", Some(ping_interval * 3));
+        Ok(Subscriber { source, state: State { keys, hub, changes, metrics, health, shutdown, ping_interval } })
+    }
+}
+
+impl State {
+    /// How long connecting and resubscribing may take before the attempt counts as failed.
+    fn bound(&self) -> Duration {
+        self.ping_interval * 3
+    }
+
+    /// Delivers one published message to this instance's sockets.
+    fn deliver(&self, channel: &str, payload: &[u8]) {
+        self.health.pass(CHECK);
+        let Some(user) = self.keys.channel_user(channel) else { return };
+        let Ok(text) = std::str::from_utf8(payload) else {
+            tracing::warn!(channel, "ignoring a message that is not UTF-8 text");
+            return;
+        };
+        let outbound = Outbound { origin_unix_ms: origin_unix_ms(text.as_bytes()), message: Utf8Bytes::from(text) };
+        self.hub.deliver(user, &outbound);
+    }
+
+    /// Changes queued while disconnected are already reflected in the hub: drops them and returns
+    /// every user the hub holds now, to subscribe to.
+    fn wanted(&mut self) -> Vec<(String, u64)> {
+        while self.changes.try_recv().is_ok() {}
+        self.hub.users()
+    }
+
+    async fn single_session(&mut self, client: &redis::Client) -> Ended {
+        let bound = self.bound();
+        let shutdown = self.shutdown.clone();
+        let connected = tokio::select! {
+            () = shutdown.cancelled() => return Ended::Shutdown,
+            connected = tokio::time::timeout(bound, async {
+                let (mut sink, stream) = client.get_async_pubsub().await?.split();
+                let users = self.wanted();
+                let channels: Vec<String> = users.iter().map(|(user, _)| self.keys.channel(user)).collect();
+                if !channels.is_empty() {
+                    sink.subscribe(&channels).await?;
+                }
+                Ok::<_, redis::RedisError>((sink, stream, users))
+            }) => connected,
+        };
+        let (mut sink, mut stream, users) = match connected {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(error)) => return Ended::Unreachable(format!("cannot connect and subscribe: {error}")),
+            Err(_) => {
+                return Ended::Unreachable(format!("connecting and subscribing took over {} ms", bound.as_millis()));
+            }
+        };
+        for (user, generation) in &users {
+            self.hub.confirm(user, Some(*generation));
+        }
+        self.health.pass(CHECK);
+        tracing::info!(channels = users.len(), "redis subscriber connected");
+        let mut ping = tokio::time::interval(self.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                _ = ping.tick() => {
+                    match tokio::time::timeout(self.ping_interval, sink.ping::<Value>()).await {
+                        Ok(Ok(_)) => self.health.pass(CHECK),
+                        Ok(Err(error)) => return Ended::Lost(format!("PING failed: {error}")),
+                        Err(_) => return Ended::Lost(format!("PING unanswered for {} ms", self.ping_interval.as_millis())),
+                    }
+                }
+                change = self.changes.recv() => {
+                    let Some(change) = change else { return Ended::Shutdown };
+                    let result = match &change {
+                        SubscriptionChange::Subscribe { user, generation } => {
+                            let subscribed = tokio::time::timeout(bound, sink.subscribe(self.keys.channel(user))).await;
+                            if matches!(subscribed, Ok(Ok(()))) {
+                                self.hub.confirm(user, Some(*generation));
+                            }
+                            subscribed
+                        }
+                        SubscriptionChange::Unsubscribe(user) => {
+                            tokio::time::timeout(bound, sink.unsubscribe(self.keys.channel(user))).await
+                        }
+                    };
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => return Ended::Lost(format!("(un)subscribe failed: {error}")),
+                        Err(_) => return Ended::Lost(format!("(un)subscribe unanswered for {} ms", bound.as_millis())),
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { return Ended::Lost("the connection closed".into()) };
+                    self.deliver(message.get_channel_name(), message.get_payload_bytes());
+                }
+            }
+        }
+    }
+
+    async fn cluster_session(
+        &mut self,
+        client: &redis::cluster::ClusterClient,
+        pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
+    ) -> Ended {
+        let bound = self.bound();
+        let shutdown = self.shutdown.clone();
+        let connected = tokio::select! {
+            () = shutdown.cancelled() => return Ended::Shutdown,
+            connected = tokio::time::timeout(bound, async {
+                let mut connection = client.get_async_connection().await?;
+                let users = self.wanted();
+                // Channels of different users live in different slots: one SSUBSCRIBE each.
+                for (user, _) in &users {
+                    connection.ssubscribe(self.keys.channel(user)).await?;
+                }
+                Ok::<_, redis::RedisError>((connection, users))
+            }) => connected,
+        };
+        let (mut connection, users) = match connected {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(error)) => return Ended::Unreachable(format!("cannot connect and subscribe: {error}")),
+            Err(_) => {
+                return Ended::Unreachable(format!("connecting and subscribing took over {} ms", bound.as_millis()));
+            }
+        };
+        for (user, generation) in &users {
+            self.hub.confirm(user, Some(*generation));
+        }
+        self.health.pass(CHECK);
+        tracing::info!(channels = users.len(), "redis cluster subscriber connected");
+        let mut ping = tokio::time::interval(self.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every_primary =
+            RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::AllSucceeded)));
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                _ = ping.tick() => {
+                    let pinged = connection.route_command(redis::cmd("PING"), every_primary.clone());
+                    match tokio::time::timeout(self.ping_interval, pinged).await {
+                        Ok(Ok(_)) => self.health.pass(CHECK),
+                        Ok(Err(error)) => return Ended::Lost(format!("PING failed: {error}")),
+                        Err(_) => return Ended::Lost(format!("PING unanswered for {} ms", self.ping_interval.as_millis())),
+                    }
+                }
+                change = self.changes.recv() => {
+                    let Some(change) = change else { return Ended::Shutdown };
+                    let result = match &change {
+                        SubscriptionChange::Subscribe { user, generation } => {
+                            let subscribed = tokio::time::timeout(bound, connection.ssubscribe(self.keys.channel(user))).await;
+                            if matches!(subscribed, Ok(Ok(()))) {
+                                self.hub.confirm(user, Some(*generation));
+                            }
+                            subscribed
+                        }
+                        SubscriptionChange::Unsubscribe(user) => {
+                            tokio::time::timeout(bound, connection.sunsubscribe(self.keys.channel(user))).await
+                        }
+                    };
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => return Ended::Lost(format!("(un)subscribe failed: {error}")),
+                        Err(_) => return Ended::Lost(format!("(un)subscribe unanswered for {} ms", bound.as_millis())),
+                    }
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { return Ended::Lost("the push channel closed".into()) };
+                    if push.kind == PushKind::SMessage
+                        && let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
+                        && let Ok(channel) = std::str::from_utf8(channel)
+                    {
+                        self.deliver(channel, payload);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the subscriber until shutdown: sessions, and between them backoff. Returns only when
+/// `shutdown` is cancelled (or the hub's change channel closes), so a supervisor may treat any
+/// other return as a failure.
+pub(crate) async fn subscribe(subscriber: Subscriber) {
+    let Subscriber { mut source, state: mut subscriber } = subscriber;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ended = match &mut source {
+            Source::Single(client) => subscriber.single_session(client).await,
+            Source::Cluster { client, pushes } => subscriber.cluster_session(client, pushes).await,
+        };
+        let reason = match ended {
+            Ended::Shutdown => return,
+            Ended::Unreachable(reason) => reason,
+            Ended::Lost(reason) => {
+                // The session was healthy until now: the first retry comes quickly.
+                backoff = Duration::from_millis(100);
+                reason
+            }
+        };
+        subscriber.hub.unconfirm_all();
+        subscriber.health.fail(CHECK, format!("redis subscriber: {reason}; reconnecting"));
+        subscriber.metrics.subscriber_reconnects.inc();
+        tracing::warn!(%reason, retry_in_ms = backoff.as_millis() as u64, "redis subscriber lost; reconnecting");
+        if !crate::pause(&subscriber.shutdown, &mut backoff).await {
+            return;
+        }
+    }
+}
