@@ -492,6 +492,53 @@ mod tests {
         }
     }
 
+    async fn backend(redis: &OwnRedis) -> Arc<RedisBackend> {
+        let (metrics, _) = Metrics::new();
+        let (changes, subscriptions) = mpsc::unbounded_channel();
+        let hub = Hub::new(5, 8, Some(changes), metrics.clone());
+        let target = RedisTarget {
+            urls: vec![redis.url.clone()],
+            cluster: false,
+            prefix: "herald:".into(),
+            ping_interval: Duration::from_secs(1),
+        };
+        let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
+        let health = Health::new(metrics.clone());
+        let (backend, _subscriber) =
+            RedisBackend::connect(&target, hub, subscriptions, parking, metrics, health, CancellationToken::new())
+                .await
+                .unwrap();
+        backend
+    }
+
+    /// A release interrupted after publishing some parked notifications (a crash) leaves them all
+    /// parked; the next release publishes each of the others once and none of the first again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_release_loses_nothing_and_publishes_nothing_twice() {
+        let redis = OwnRedis::start().await;
+        let backend = backend(&redis).await;
+        let outgoing = |index: u64| Outgoing {
+            dedupe_digest: digest(index),
+            dedupe_ttl_seconds: 60,
+            message: axum::extract::ws::Utf8Bytes::from(format!("{{\"n\":{index}}}")),
+        };
+        for index in 0..3 {
+            assert_eq!(
+                backend.deliver_to_batch_owner("b1", &outgoing(index)).await.unwrap(),
+                Delivery::Parked { overflow: 0 }
+            );
+        }
+        assert_eq!(backend.deliver_to_batch_owner("b1", &outgoing(1)).await.unwrap(), Delivery::Duplicate);
+        // The first release published notification 0, then the process died before removing anything.
+        assert!(backend.publish_once("teacher", &digest(0), 60, b"{}").await.unwrap());
+        assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 2, "1 and 2 are published, 0 is not again");
+        let mut connection =
+            redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let left: i64 = redis::cmd("LLEN").arg(backend.keys.parked("b1")).query_async(&mut connection).await.unwrap();
+        assert_eq!(left, 0, "released entries leave the batch");
+        assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 0);
+    }
+
     async fn used_memory(connection: &mut redis::aio::MultiplexedConnection) -> i64 {
         let info: String = redis::cmd("INFO").arg("memory").query_async(connection).await.unwrap();
         info.lines().find_map(|line| line.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
@@ -531,21 +578,7 @@ mod tests {
 
         // After: the backend's own publish path. The previous bucket's count says N, so the
         // current bucket is sized as it is in steady traffic.
-        let (metrics, _) = Metrics::new();
-        let (changes, subscriptions) = mpsc::unbounded_channel();
-        let hub = Hub::new(5, 8, Some(changes), metrics.clone());
-        let target = RedisTarget {
-            urls: vec![redis.url.clone()],
-            cluster: false,
-            prefix: "herald:".into(),
-            ping_interval: Duration::from_secs(1),
-        };
-        let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
-        let health = Health::new(metrics.clone());
-        let (backend, _subscriber) =
-            RedisBackend::connect(&target, hub, subscriptions, parking, metrics, health, CancellationToken::new())
-                .await
-                .unwrap();
+        let backend = backend(&redis).await;
         let buckets = Buckets::new(TTL);
         let current = buckets.current(now_unix_ms() / 1000);
         let () = redis::cmd("SET")
