@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs herald's whole test suite from a fresh clone: installs what the tests need (Debian packages
-# for building librdkafka, Redis, a real Kafka broker from Maven Central, the TypeScript compiler from
-# npm), starts Kafka and Redis on non-default ports (reusing them if they already run), checks
-# formatting and lints, runs every test in the workspace, then the chaos run (scripts/chaos.sh,
-# docs/reliability.md), and stops what it started.
+# Runs herald's whole test suite from a fresh clone: installs what the tests need (Redis from Debian's
+# packages, a real Kafka broker from Maven Central, the TypeScript compiler from npm, cargo-deny from
+# crates.io), starts Kafka, Redis and a Redis Cluster on non-default ports (reusing them if they
+# already run), checks formatting, lints and the dependency tree, runs every test in the workspace,
+# then the chaos run (scripts/chaos.sh, docs/reliability.md), and stops what it started.
 #
 # Usage: bash scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -37,5 +37,6 @@ export HERALD_TEST_KAFKA HERALD_TEST_REDIS HERALD_TEST_REDIS_CLUSTER
 bash scripts/setup-typescript.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+bash scripts/deny.sh
 cargo test --workspace --locked --no-fail-fast "$@"
 bash scripts/chaos.sh

@@ -8,9 +8,10 @@
 #   --browser  also install chromium (headless browser tests)
 #   --check    install nothing; list what is missing, exit 1 if anything is
 #
-# Installed when missing: redis-server (+ redis-cli), cmake, pkg-config,
-# libcurl4-openssl-dev, zlib1g-dev, libssl-dev; a Java runtime and Maven only
-# if `java` / `mvn` are not on PATH (kafka.sh needs them).
+# Installed when missing: redis-server (+ redis-cli); a Java runtime and Maven
+# only if `java` / `mvn` are not on PATH (kafka.sh needs them). Building herald
+# needs no package: librdkafka, zlib and AWS-LC are compiled from the crates'
+# own sources with the C compiler, make and perl the machine ships.
 set -euo pipefail
 INFRA_COMPONENT=packages
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -27,7 +28,7 @@ for arg in "$@"; do
   esac
 done
 
-wanted=(redis-server redis-tools cmake pkg-config libcurl4-openssl-dev zlib1g-dev libssl-dev)
+wanted=(redis-server redis-tools)
 ((browser)) && wanted+=(chromium)
 
 pkg_installed() {

@@ -7,7 +7,7 @@
 //! events accepted over HTTP. With both, it runs in production mode. `herald --help` documents every
 //! setting.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,9 +22,10 @@ pub struct Config {
     #[arg(long, env = "HERALD_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Address to serve WebSockets (/ws), health (/healthz, /readyz), metrics and event ingest on.
-    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
+    /// Address to serve WebSockets (/ws), health (/healthz, /readyz), metrics and event ingest on
+    /// [default: 127.0.0.1:8080 in embedded mode, 0.0.0.0:8080 in production mode].
+    #[arg(long, env = "HERALD_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
     /// Kafka bootstrap servers (host:port,...). Production mode needs this and --redis-url.
     #[arg(long, env = "HERALD_KAFKA_BROKERS")]
@@ -235,6 +236,9 @@ fn file_args(text: &str) -> Result<Vec<String>, String> {
     Ok(args)
 }
 
+/// The port herald listens on when `--listen` is not given.
+const DEFAULT_PORT: u16 = 8080;
+
 /// Where a new consumer group starts reading (librdkafka's `auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StartFrom {
@@ -262,6 +266,16 @@ impl Config {
     /// Whether herald runs without Kafka and Redis.
     pub fn embedded(&self) -> bool {
         self.kafka_brokers.is_none() && self.redis_url.is_none()
+    }
+
+    /// The address to listen on: `--listen` when given, otherwise loopback in embedded mode (which
+    /// accepts tokens signed with a secret it prints, so it must not be reachable from other
+    /// machines unless asked) and every interface in production mode.
+    pub fn listen_address(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let ip = if self.embedded() { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
+            SocketAddr::from((ip, DEFAULT_PORT))
+        })
     }
 
     /// Checks combinations that clap cannot.
@@ -382,6 +396,19 @@ mod tests {
         assert!(config.topics().contains(&"a.b".to_owned()));
         assert!(!config.topics().contains(&"huleedu.batch.essays.ready.v1".to_owned()));
         assert!(file_args("no equals sign").is_err());
+    }
+
+    #[test]
+    fn embedded_mode_listens_on_loopback_unless_told_otherwise() {
+        let listen = |args: &[&str]| {
+            let config = Config::try_parse_from(["herald"].iter().chain(args)).unwrap();
+            config.listen_address().to_string()
+        };
+        assert_eq!(listen(&[]), "127.0.0.1:8080");
+        assert_eq!(listen(&["--listen", "0.0.0.0:9000"]), "0.0.0.0:9000");
+        let production = ["--kafka-brokers", "k:9092", "--redis-url", "redis://r:6379", "--jwt-secret", "s"];
+        assert_eq!(listen(&production), "0.0.0.0:8080");
+        assert_eq!(listen(&[&production[..], &["--listen", "127.0.0.1:9000"]].concat()), "127.0.0.1:9000");
     }
 
     #[test]

@@ -29,10 +29,11 @@ async fn main() -> ExitCode {
         tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).boxed()
     };
     tracing_subscriber::registry().with(filter).with(logs).with(spans).init();
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let address = config.listen_address();
+    let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("herald: cannot listen on {}: {error}", config.listen);
+            eprintln!("herald: cannot listen on {address}: {error} (choose another address with --listen)");
             return ExitCode::FAILURE;
         }
     };
