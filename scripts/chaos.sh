@@ -5,10 +5,10 @@
 #
 # It builds herald and herald-chaos with the debug profile `cargo test` already uses, then runs
 # herald-chaos under a hard timeout. herald-chaos creates topics of its own in the Kafka of
-# $HERALD_TEST_KAFKA (default 127.0.0.1:39092; started with scripts/infra/kafka.sh if nothing answers
-# there), starts a redis-server of its own on a free loopback port (it restarts and SIGSTOPs it: the
-# shared Redis is never touched), two herald instances in production mode and later a third, holds
-# 300 users × 2 tabs on them, produces 20,000 notifications at 200/s while it injects the faults,
+# $HERALD_TEST_KAFKA (default 127.0.0.1:39092; started with scripts/infra/up.sh, and stopped at the
+# end, if nothing answers there), starts a redis-server of its own on a free loopback port (it
+# restarts and SIGSTOPs it: the shared Redis is never touched), two herald instances in production
+# mode and later a third, holds 300 users × 2 tabs on them, produces 20,000 notifications at 200/s while it injects the faults,
 # prints the report and exits 0 (every assertion held), 2 (one failed) or 1 (could not run).
 #
 # Everything herald-chaos starts is its child and in the process group `timeout` makes, which the
@@ -42,11 +42,6 @@ HERALD="$ROOT/target/debug/herald"
 CHAOS="$ROOT/target/debug/herald-chaos"
 [[ -x "$HERALD" && -x "$CHAOS" ]] || die "debug binaries missing: run with BUILD=1"
 
-if ! bash scripts/infra/kafka.sh status >/dev/null 2>&1; then
-  log "no Kafka answers; starting one with scripts/infra/kafka.sh"
-  eval "$(bash scripts/infra/up.sh --env)"
-fi
-
 # 600 sockets on the driver's side and up to 600 on each herald's: raise the soft limit of open
 # files to the hard one (children inherit it).
 ulimit -n "$(ulimit -Hn)"
@@ -55,6 +50,7 @@ mkdir -p "$CHAOS_OUT"
 # timeout puts itself and the driver (with its Redis and herald children) in a process group of
 # its own, whose id is timeout's pid.
 CHAOS_GROUP=""
+STARTED_INFRA=0
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
   local status=$?
@@ -66,11 +62,20 @@ cleanup() {
     for _ in $(seq 1 50); do pgrep -g "$CHAOS_GROUP" >/dev/null 2>&1 || break; sleep 0.2; done
     kill -KILL -- "-$CHAOS_GROUP" 2>/dev/null || true
   fi
+  if ((STARTED_INFRA)); then
+    bash scripts/infra/down.sh >&2 || true
+  fi
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+if ! bash scripts/infra/kafka.sh status >/dev/null 2>&1; then
+  log "no Kafka answers; starting one with scripts/infra/up.sh (stopped again on exit)"
+  eval "$(bash scripts/infra/up.sh --env)"
+  STARTED_INFRA=1
+fi
 
 log "running herald-chaos (at most $CHAOS_TIMEOUT s; output in $CHAOS_OUT)"
 set +e
