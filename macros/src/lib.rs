@@ -22,7 +22,7 @@ mod open_enum;
 /// #[herald(
 ///     event_type = "huleedu.class.created.v1",
 ///     aliases(),
-///     topic = "huleedu.class.created.v1",
+///     topics("huleedu.class.created.v1"),
 ///     notification = "class_created",
 ///     category = "class_management",
 ///     priority = "standard",

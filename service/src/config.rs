@@ -34,7 +34,7 @@ pub struct Config {
     #[arg(long, env = "HERALD_KAFKA_GROUP", default_value = "herald")]
     pub kafka_group: String,
 
-    /// Override an event's topic: NOTIFICATION=TOPIC (e.g. batch_essays_ready=huleedu.els.batch.essays.ready.v1). Repeatable; in the environment, comma-separated.
+    /// Consume an event from this topic instead of its default topics: NOTIFICATION=TOPIC (e.g. batch_essays_ready=huleedu.els.batch.essays.ready.v1). Repeatable; in the environment, comma-separated.
     #[arg(long = "topic", env = "HERALD_TOPICS", value_delimiter = ',', value_parser = parse_pair)]
     pub topic_overrides: Vec<(String, String)>,
 
@@ -223,16 +223,16 @@ impl Config {
         Ok(())
     }
 
-    /// The topic each event is consumed from, after overrides, sorted and without duplicates.
+    /// The topics events are consumed from, sorted and without duplicates: each event's default
+    /// topics, or the last `--topic` override for it, which replaces the list.
     pub fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = herald::EVENTS
             .iter()
-            .map(|event| {
-                self.topic_overrides
-                    .iter()
-                    .rev()
-                    .find(|(notification, _)| notification == event.notification)
-                    .map_or_else(|| event.topic.to_owned(), |(_, topic)| topic.clone())
+            .flat_map(|event| {
+                match self.topic_overrides.iter().rev().find(|(notification, _)| notification == event.notification) {
+                    Some((_, topic)) => vec![topic.clone()],
+                    None => event.topics.iter().map(|topic| (*topic).to_owned()).collect(),
+                }
             })
             .collect();
         topics.sort();
