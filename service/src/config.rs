@@ -281,6 +281,21 @@ mod tests {
     }
 
     #[test]
+    fn every_default_topic_of_an_event_is_consumed_and_an_override_replaces_them() {
+        let defaults = Config::try_parse_from(["herald"]).unwrap().topics();
+        for event in herald::EVENTS {
+            for topic in event.topics {
+                assert!(defaults.contains(&(*topic).to_owned()), "{topic} is not consumed by default");
+            }
+        }
+        let event = herald::EVENTS.iter().find(|event| event.topics.len() > 1).expect("an event with two topics");
+        let flag = format!("{}=only.this", event.notification);
+        let overridden = Config::try_parse_from(["herald", "--topic", &flag]).unwrap().topics();
+        assert!(overridden.contains(&"only.this".to_owned()));
+        assert!(event.topics.iter().all(|topic| !overridden.contains(&(*topic).to_owned())), "{overridden:?}");
+    }
+
+    #[test]
     fn half_a_production_setup_is_refused() {
         let config = Config::try_parse_from(["herald", "--kafka-brokers", "k:9092"]).unwrap();
         assert!(config.validate().unwrap_err().contains("--redis-url"));
