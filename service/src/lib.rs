@@ -229,12 +229,17 @@ fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     let secret = config.jwt_secret.as_deref().unwrap_or(config::DEVELOPMENT_SECRET);
     let token =
         auth::development_token(secret.as_bytes(), "teacher-1", Duration::from_secs(24 * 3600)).unwrap_or_default();
-    // The sample is the first example of the first event that names its user, addressed to teacher-1.
-    let sample = herald::EVENTS.iter().find_map(|event| {
-        let mut envelope: serde_json::Value = serde_json::from_str(event.example).ok()?;
-        *envelope.get_mut("data")?.get_mut(event.recipient_user_key?)? = "teacher-1".into();
-        Some((event.notification, envelope))
-    });
+    // The sample comes from the definitions: the shortest example of an event that names its user,
+    // addressed to teacher-1.
+    let sample = herald::EVENTS
+        .iter()
+        .filter(|event| event.recipient_user_key.is_some())
+        .min_by_key(|event| event.example.len())
+        .and_then(|event| {
+            let mut envelope: serde_json::Value = serde_json::from_str(event.example).ok()?;
+            *envelope.get_mut("data")?.get_mut(event.recipient_user_key?)? = "teacher-1".into();
+            Some((event.notification, envelope))
+        });
     let send = match sample {
         Some((notification, envelope)) => format!(
             "Send a sample event ({notification} for teacher-1):\n  curl -s -X POST http://{host}/v1/events -H 'content-type: application/json' -d '{}'\n\n",
