@@ -675,12 +675,8 @@ impl Loader {
         let recipient_user = reader.string(&recipient, "user", false);
         let recipient_batch = reader.string(&recipient, "batch", false);
         self.check_keys(&at.child("recipient"), &recipient, &["user", "batch"]);
-        if recipient_user.is_none() && recipient_batch.is_none() {
-            self.error(
-                &at.child("recipient"),
-                "the recipient names neither a user key nor a batch key",
-                "set \"user\" to the key holding the user id, or \"batch\" to the key holding a batch id",
-            );
+        if let Err(message) = rules::recipient(recipient_user.as_deref(), recipient_batch.as_deref()) {
+            self.error(&at.child("recipient"), message, "set \"user\", \"batch\" or both to a payload key");
         }
         let batch_owner = owner.and_then(|owner| {
             let mut reader = Reader { loader: self, at: at.child("batch_owner") };

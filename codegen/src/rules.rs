@@ -61,3 +61,14 @@ pub fn case_name(name: &str) -> Result<(), String> {
         Err(format!("the case name {name:?} is not snake_case; write it like \"alias_els\""))
     }
 }
+
+/// A recipient names a user, a batch (whose owner is notified), or both; `None` means not given.
+pub fn recipient(user: Option<&str>, batch: Option<&str>) -> Result<(), String> {
+    if user.is_none() && batch.is_none() {
+        Err("the recipient names neither a user nor a batch: give the field holding the user id, the field \
+             holding a batch id (its owner is notified), or both"
+            .to_owned())
+    } else {
+        Ok(())
+    }
+}

@@ -293,12 +293,11 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         let keys = missing.iter().map(|key| format!("`{key}`")).collect::<Vec<_>>().join(", ");
         errors.push(syn::Error::new(attribute_span, format!("`#[herald(...)]` is missing {keys}")));
     }
-    if attributes.recipient_user.is_none() && attributes.recipient_batch.is_none() {
+    let user_name = attributes.recipient_user.as_ref().map(Ident::to_string);
+    let batch_name = attributes.recipient_batch.as_ref().map(Ident::to_string);
+    if let Err(message) = rules::recipient(user_name.as_deref(), batch_name.as_deref()) {
         let span = attributes.recipient_span.unwrap_or(attribute_span);
-        errors.push(syn::Error::new(
-            span,
-            "`#[herald(...)]` needs `recipient(user = field)`, `recipient(batch = field)` or both",
-        ));
+        errors.push(syn::Error::new(span, format!("{message}: `recipient(user = field, batch = field)`")));
     }
     let mut find = |ident: &Ident| -> Option<&FieldFacts<'_>> {
         let found = fields.iter().find(|field| field.ident == ident);
