@@ -2,9 +2,9 @@
 
 use crate::model::{Handling, Model};
 
-/// One line per event: event type, topic, notification, category, priority, recipient rule.
+/// One line per event: event type, topics, notification, category, priority, recipient rule.
 pub fn catalogue(model: &Model) -> String {
-    let header = ["event", "topic", "notification", "category", "priority", "recipient"];
+    let header = ["event", "topics", "notification", "category", "priority", "recipient"];
     let rows: Vec<[String; 6]> = model
         .events
         .iter()
@@ -19,10 +19,10 @@ pub fn catalogue(model: &Model) -> String {
             };
             [
                 event_type,
-                event.topic.clone(),
+                event.topics.join(" | "),
                 notification,
-                event.category.clone(),
-                event.priority.clone(),
+                event.category.to_string(),
+                event.priority.to_string(),
                 event.recipient_rule(),
             ]
         })

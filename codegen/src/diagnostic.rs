@@ -25,6 +25,19 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The diagnostic on one line (`file#pointer: message; help: ...`), for build scripts, whose
+    /// `cargo::error=` takes one line each.
+    pub fn one_line(&self) -> String {
+        let mut line = format!("{}#{}: {}", self.file, self.pointer, self.message);
+        if !self.help.is_empty() {
+            line.push_str("; help: ");
+            line.push_str(&self.help);
+        }
+        line.replace(['\n', '\r'], " ")
+    }
+}
+
 /// Every problem found in one run, sorted by file and pointer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);

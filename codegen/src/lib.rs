@@ -8,20 +8,26 @@
 //!   listing every problem with its file, JSON pointer and what to do;
 //! - [`generate_rust`] and [`generate_typescript`] emit code from the same [`Model`], so the two
 //!   cannot disagree;
-//! - [`catalogue`] prints the events for people.
+//! - [`fixtures`] writes every event's examples in the two byte forms producers emit, for tests;
+//! - [`catalogue`] prints the events for people;
+//! - [`rules`] holds the rules of `x-herald` that `herald-macros` applies to hand-written
+//!   attributes too, and [`names`] the case conversions, so each lives in one place.
 //!
 //! Nothing here touches Kafka, Redis or the network; the only I/O is reading the definitions folder.
 
 mod catalogue;
 mod diagnostic;
+mod fixtures;
 mod load;
 pub mod model;
-mod names;
+pub mod names;
+pub mod rules;
 mod rust;
 mod typescript;
 
 pub use catalogue::catalogue;
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use fixtures::{FIXTURES_DIR, Fixture, Form, fixtures, python_json};
 pub use load::load;
 pub use model::Model;
 pub use rust::{RUST_HEADER, generate_rust};

@@ -8,10 +8,9 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::diagnostic::{Diagnostics, pointer_segment};
-use crate::model::{
-    CATEGORIES, EnumValue, EnvelopeDef, EventDef, Field, Handling, Model, PRIORITIES, Ty, TypeDef, TypeKind,
-};
+use crate::model::{EnumValue, EnvelopeDef, EventDef, Example, Field, Model, Ty, TypeDef, TypeKind};
 use crate::names;
+use crate::rules;
 
 /// Keywords allowed anywhere: they only describe.
 const ANNOTATIONS: &[&str] = &["$schema", "$id", "$comment", "title", "description", "default", "examples"];
@@ -32,9 +31,34 @@ const STRUCTURAL: &[&str] = &[
 /// Keywords allowed only at a file's root.
 const ROOT_ONLY: &[&str] = &["definitions", "x-herald"];
 
-/// Names the generated code defines itself; a schema type may not take them.
-const RESERVED_TYPE_NAMES: &[&str] =
-    &["Event", "EventHandler", "EventInfo", "Envelope", "Open", "Notification", "NotificationName", "Dispatched"];
+/// Type names that Rust reserves or that the generated code defines itself, with where each is
+/// defined; a schema type may not take them. (Every other Rust keyword is lowercase, and type
+/// names start with an uppercase letter.)
+const RESERVED_TYPE_NAMES: &[(&str, &str)] = &[
+    ("Self", "a Rust keyword"),
+    ("Event", "the generated dispatch enum"),
+    ("Unknown", "the variant of `Event` for an event type no definition claims"),
+    ("EventHandler", "the generated handler trait"),
+    ("EventInfo", "the catalogue row of herald-runtime"),
+    ("Envelope", "a name the generated documentation uses for the envelope"),
+    ("Dispatched", "a name reserved for dispatch results"),
+    ("Open", "the TypeScript open-enum helper"),
+    ("Notification", "the TypeScript union of every notification"),
+    ("NotificationName", "the TypeScript list of notification names"),
+    ("NotificationOf", "the TypeScript notification lookup"),
+    ("NotificationMessage", "the TypeScript shape every notification shares"),
+    ("NotificationCategory", "the TypeScript list of categories"),
+    ("NotificationPriority", "the TypeScript list of priorities"),
+    ("EventType", "the TypeScript list of canonical event types"),
+];
+
+/// Enum variant names the generated open enums use themselves.
+const RESERVED_VARIANTS: &[(&str, &str)] =
+    &[("Self", "a Rust keyword"), ("Unrecognized", "the variant that keeps values added after generation")];
+
+/// Notification names whose handler method the generated trait already has.
+const RESERVED_NOTIFICATIONS: &[(&str, &str)] =
+    &[("unknown", "`handle_unknown` handles event types no definition claims")];
 
 /// The largest integer a browser's `JSON.parse` represents exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -79,7 +103,8 @@ pub fn load(dir: &Path) -> Result<Model, Diagnostics> {
     let mut loader = Loader { folder, documents, diagnostics, ..Loader::default() };
     loader.run();
     let Loader { diagnostics, types, events, envelope, .. } = loader;
-    let envelope = envelope.unwrap_or(EnvelopeDef { type_name: String::new(), payload_field: String::new() });
+    let envelope =
+        envelope.unwrap_or(EnvelopeDef { type_name: String::new(), payload_field: String::new(), example: None });
     diagnostics.into_result(Model { events, types, envelope, files })
 }
 
@@ -111,6 +136,8 @@ struct Loader {
     /// Locations being converted, to report recursive references instead of looping.
     in_progress: BTreeSet<(String, String)>,
     events: Vec<EventDef>,
+    /// The `examples` of each event in `events`, read once the envelope is known.
+    raw_examples: Vec<Value>,
     envelope: Option<EnvelopeDef>,
 }
 
@@ -177,6 +204,7 @@ impl Loader {
             }
         }
         self.check_events();
+        self.read_examples();
     }
 
     fn check_draft(&mut self, at: &At<'_>, root: &Value) {
@@ -411,11 +439,11 @@ impl Loader {
                 );
                 continue;
             }
-            if variant == "Unrecognized" {
+            if let Some((_, reason)) = RESERVED_VARIANTS.iter().find(|(name, _)| *name == variant) {
                 self.error(
                     &at,
-                    format!("enum value {value:?} takes the variant name `Unrecognized`"),
-                    "that name holds values added after generation; rename the value",
+                    format!("enum value {value:?} gives the variant `{variant}`, which is reserved: {reason}"),
+                    "rename the value; herald never renames behind your back",
                 );
                 continue;
             }
@@ -517,11 +545,12 @@ impl Loader {
             );
             return Ty::Any;
         }
-        if RESERVED_TYPE_NAMES.contains(&name.as_str()) {
+        if let Some((_, reason)) = RESERVED_TYPE_NAMES.iter().find(|(reserved, _)| *reserved == name) {
+            let all: Vec<&str> = RESERVED_TYPE_NAMES.iter().map(|(reserved, _)| *reserved).collect();
             self.error(
                 at,
-                format!("the type name {name:?} is reserved for generated code"),
-                format!("choose another `title`; reserved: {RESERVED_TYPE_NAMES:?}"),
+                format!("the type name {name:?} is reserved: {reason}"),
+                format!("choose another `title` (or property name, for an untitled nested type); reserved: {all:?}"),
             );
             return Ty::Any;
         }
@@ -576,12 +605,16 @@ impl Loader {
         let recipient = reader.object(extension, "recipient", true);
         let owner = reader.object(extension, "batch_owner", false);
         let dedupe_ttl_seconds = match extension.get("dedupe_ttl_seconds") {
-            None => 86_400,
-            Some(value) => match value.as_u64().filter(|ttl| *ttl > 0) {
-                Some(ttl) => ttl,
+            None => rules::DEFAULT_DEDUPE_TTL_SECONDS,
+            Some(value) => match value.as_u64().map(rules::dedupe_ttl_seconds) {
+                Some(Ok(ttl)) => ttl,
+                Some(Err(message)) => {
+                    self.error(&at.child("dedupe_ttl_seconds"), message, "write a positive whole number of seconds");
+                    rules::DEFAULT_DEDUPE_TTL_SECONDS
+                }
                 None => {
                     self.error(&at.child("dedupe_ttl_seconds"), "must be a positive whole number of seconds", "");
-                    86_400
+                    rules::DEFAULT_DEDUPE_TTL_SECONDS
                 }
             },
         };
@@ -592,45 +625,58 @@ impl Loader {
         let mut reader = Reader { loader: self, at: at.child("event") };
         let event_type = reader.string(&event, "event_type", true);
         let aliases = reader.strings(&event, "aliases");
-        let topic = reader.string(&event, "topic", true);
-        let handling = match reader.string(&event, "handling", false).as_deref() {
-            None | Some("declarative") => Handling::Declarative,
-            Some("custom") => Handling::Custom,
-            Some(other) => {
-                let at = at.child("event").child("handling");
-                self.error(&at, format!("unknown handling {other:?}"), "use \"declarative\" or \"custom\"");
-                Handling::Declarative
+        let topics = reader.strings(&event, "topics");
+        let handling = match reader.string(&event, "handling", false).as_deref().map(rules::handling) {
+            None => rules::DEFAULT_HANDLING,
+            Some(Ok(handling)) => handling,
+            Some(Err(message)) => {
+                self.error(&at.child("event").child("handling"), message, "see docs/event-definitions.md");
+                rules::DEFAULT_HANDLING
             }
         };
-        self.check_keys(&at.child("event"), &event, &["event_type", "aliases", "topic", "handling"]);
+        if event.contains_key("topic") {
+            self.error(
+                &at.child("event").child("topic"),
+                "`topic` is not a key of `event`: an event lists its topics",
+                "write \"topics\": [\"the.topic.v1\"], with every topic producers publish the event on",
+            );
+        } else if topics.is_empty() {
+            self.error(
+                &at.child("event"),
+                "`topics` is missing or empty",
+                "list the Kafka topics the event is published on: \"topics\": [\"the.topic.v1\"]",
+            );
+        }
+        let mut seen_topics = BTreeSet::new();
+        for (index, topic) in topics.iter().enumerate() {
+            if !seen_topics.insert(topic) {
+                let at = at.child("event").child("topics").child(&index.to_string());
+                self.error(&at, format!("topic {topic:?} is listed twice"), "list each topic once");
+            }
+        }
+        self.check_keys(&at.child("event"), &event, &["event_type", "aliases", "topics", "topic", "handling"]);
 
         let mut reader = Reader { loader: self, at: at.child("notification") };
         let name = reader.string(&notification, "name", true);
-        let category = reader.choice(&notification, "category", CATEGORIES);
-        let priority = reader.choice(&notification, "priority", PRIORITIES);
+        let category = reader.choice(&notification, "category", rules::category);
+        let priority = reader.choice(&notification, "priority", rules::priority);
         let fields = reader.strings(&notification, "fields");
         self.check_keys(&at.child("notification"), &notification, &["name", "category", "priority", "fields"]);
-        if let Some(name) = &name
-            && !names::is_snake_case(name)
-        {
+        if let Some(name) = &name {
             let at = at.child("notification").child("name");
-            self.error(
-                &at,
-                format!("notification name {name:?} is not snake_case"),
-                "write it like \"batch_file_added\"",
-            );
+            if let Err(message) = rules::notification_name(name) {
+                self.error(&at, message, "the name becomes the handler method `handle_{name}`");
+            } else if let Some((_, reason)) = RESERVED_NOTIFICATIONS.iter().find(|(reserved, _)| reserved == name) {
+                self.error(&at, format!("the notification name {name:?} is reserved: {reason}"), "choose another name");
+            }
         }
 
         let mut reader = Reader { loader: self, at: at.child("recipient") };
         let recipient_user = reader.string(&recipient, "user", false);
         let recipient_batch = reader.string(&recipient, "batch", false);
         self.check_keys(&at.child("recipient"), &recipient, &["user", "batch"]);
-        if recipient_user.is_none() && recipient_batch.is_none() {
-            self.error(
-                &at.child("recipient"),
-                "the recipient names neither a user key nor a batch key",
-                "set \"user\" to the key holding the user id, or \"batch\" to the key holding a batch id",
-            );
+        if let Err(message) = rules::recipient(recipient_user.as_deref(), recipient_batch.as_deref()) {
+            self.error(&at.child("recipient"), message, "set \"user\", \"batch\" or both to a payload key");
         }
         let batch_owner = owner.and_then(|owner| {
             let mut reader = Reader { loader: self, at: at.child("batch_owner") };
@@ -645,6 +691,10 @@ impl Loader {
             let mut at = at.clone();
             for segment in pointer {
                 at = at.child(segment);
+            }
+            if !loader.types.contains_key(title) {
+                // The payload type itself was refused, and that was reported.
+                return;
             }
             let Some(field) = loader.field_of(title, key) else {
                 let known: Vec<&String> = properties.map(|p| p.keys().collect()).unwrap_or_default();
@@ -669,17 +719,29 @@ impl Loader {
             check_property(self, &["batch_owner", "batch"], batch, true);
         }
 
-        let (Some(event_type), Some(topic), Some(name), Some(category), Some(priority)) =
-            (event_type, topic, name, category, priority)
+        let examples = match root.get("examples") {
+            Some(examples) => examples.clone(),
+            None => {
+                self.error(
+                    &At { file: at.file, pointer: String::new() },
+                    "the event has no `examples`",
+                    "add \"examples\": [{\"case\": \"basic\", \"data\": {...}}] with at least one payload or whole \
+                     envelope; the test fixtures and samples are made from them (see docs/event-definitions.md)",
+                );
+                Value::Null
+            }
+        };
+        let (Some(event_type), Some(name), Some(category), Some(priority)) = (event_type, name, category, priority)
         else {
             return;
         };
+        self.raw_examples.push(examples);
         self.events.push(EventDef {
             type_name: title.to_owned(),
             file: at.file.to_owned(),
             event_type,
             aliases,
-            topic,
+            topics,
             handling,
             notification: name,
             category,
@@ -689,6 +751,7 @@ impl Loader {
             recipient_batch,
             batch_owner,
             dedupe_ttl_seconds,
+            examples: Vec::new(),
         });
     }
 
@@ -726,7 +789,19 @@ impl Loader {
                 );
             }
         }
-        self.envelope = Some(EnvelopeDef { type_name: title.to_owned(), payload_field: payload });
+        let example = match root.get("examples") {
+            None => None,
+            Some(Value::Array(examples)) if examples.first().is_some_and(Value::is_object) => examples.first().cloned(),
+            Some(_) => {
+                self.error(
+                    &At { file: at.file, pointer: "/examples".to_owned() },
+                    "the envelope's `examples` must be a list whose first item is an envelope object",
+                    "payload-only event examples are wrapped in that envelope",
+                );
+                None
+            }
+        };
+        self.envelope = Some(EnvelopeDef { type_name: title.to_owned(), payload_field: payload, example });
     }
 
     fn field_of(&self, type_name: &str, key: &str) -> Option<&Field> {
@@ -772,6 +847,20 @@ impl Loader {
                     "notification names must be unique",
                 );
             }
+            let pascal = names::to_pascal_case(&event.notification);
+            for generated in [format!("{pascal}Notification"), format!("{pascal}Data")] {
+                if let Some(existing) = self.types.get(&generated) {
+                    let (file, pointer) = (self.label(&existing.file), existing.pointer.clone());
+                    self.error(
+                        &at.child("notification").child("name"),
+                        format!(
+                            "the TypeScript for notification {:?} defines {generated}, which {file}#{pointer} also names",
+                            event.notification
+                        ),
+                        "rename the type's `title` or the notification",
+                    );
+                }
+            }
             for event_type in std::iter::once(&event.event_type).chain(&event.aliases) {
                 if let Some(other) = event_types.insert(event_type.clone(), event.file.clone()) {
                     self.error(
@@ -783,6 +872,136 @@ impl Loader {
             }
         }
     }
+}
+
+impl Loader {
+    /// Turns each event's `examples` into whole envelopes: an item is `{"case": name, "envelope":
+    /// {...}}`, `{"case": name, "data": {...}}` (a payload, wrapped in the envelope file's first
+    /// example), or a bare payload (named `example_N`, counting from 1).
+    fn read_examples(&mut self) {
+        let raw = std::mem::take(&mut self.raw_examples);
+        let mut events = std::mem::take(&mut self.events);
+        for (event, examples) in events.iter_mut().zip(raw) {
+            let at = At { file: &event.file, pointer: "/examples".to_owned() };
+            if examples.is_null() {
+                // Missing: already reported.
+                continue;
+            }
+            let Some(items) = examples.as_array() else {
+                self.error(&at, "`examples` must be a list", "see docs/event-definitions.md");
+                continue;
+            };
+            if items.is_empty() {
+                self.error(&at, "`examples` is empty", "give at least one example payload or envelope");
+            }
+            for (index, item) in items.iter().enumerate() {
+                let at = at.child(&index.to_string());
+                if let Some(example) = self.example(event, &at, index, item) {
+                    if event.examples.iter().any(|other| other.case == example.case) {
+                        let message = format!("the case name {:?} is used twice", example.case);
+                        self.error(&at.child("case"), message, "give each example its own `case`");
+                        continue;
+                    }
+                    event.examples.push(example);
+                }
+            }
+        }
+        self.events = events;
+    }
+
+    fn example(&mut self, event: &EventDef, at: &At<'_>, index: usize, item: &Value) -> Option<Example> {
+        let Some(object) = item.as_object() else {
+            self.error(at, "an example must be an object", "write a payload, or {\"case\": ..., \"data\": {...}}");
+            return None;
+        };
+        let named = object.get("case").is_some_and(Value::is_string)
+            && object.keys().all(|key| ["case", "description", "data", "envelope"].contains(&key.as_str()))
+            && (object.contains_key("data") != object.contains_key("envelope"));
+        let (case, payload, envelope) = if named {
+            let case = object.get("case").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if let Err(message) = rules::case_name(&case) {
+                self.error(&at.child("case"), message, "the case name is the fixture's file name");
+                return None;
+            }
+            (case, object.get("data"), object.get("envelope"))
+        } else {
+            (format!("example_{}", index + 1), Some(item), None)
+        };
+        let envelope_def = self.envelope.clone()?;
+        let envelope = match (payload, envelope) {
+            (_, Some(envelope)) => {
+                let at = at.child("envelope");
+                let Some(object) = envelope.as_object() else {
+                    self.error(&at, "`envelope` must be an object", "write the whole envelope producers send");
+                    return None;
+                };
+                let event_type = object.get("event_type").and_then(Value::as_str).unwrap_or_default();
+                if event_type != event.event_type && !event.aliases.iter().any(|alias| alias == event_type) {
+                    self.error(
+                        &at.child("event_type"),
+                        format!("the example's event_type {event_type:?} is not this event's"),
+                        format!("use {:?} or one of its aliases {:?}", event.event_type, event.aliases),
+                    );
+                    return None;
+                }
+                if !object.get(&envelope_def.payload_field).is_some_and(Value::is_object) {
+                    self.error(
+                        &at,
+                        format!("the example envelope has no object `{}`", envelope_def.payload_field),
+                        "put the event's payload in it",
+                    );
+                    return None;
+                }
+                envelope.clone()
+            }
+            (Some(payload), None) => {
+                let at = if named { at.child("data") } else { at.clone() };
+                if !payload.is_object() {
+                    self.error(&at, "an example payload must be an object", "write the event's `data` object");
+                    return None;
+                }
+                let Some(mut envelope) = envelope_def.example.clone() else {
+                    self.error(
+                        &at,
+                        "a payload example needs an envelope to be wrapped in, and the envelope file has no `examples`",
+                        "add \"examples\": [{...one whole envelope...}] to the envelope file, or give this example a \
+                         whole `envelope`",
+                    );
+                    return None;
+                };
+                if let Some(object) = envelope.as_object_mut() {
+                    object.insert("event_id".to_owned(), Value::String(example_uuid(&event.event_type, &case)));
+                    object.insert("event_type".to_owned(), Value::String(event.event_type.clone()));
+                    object.insert(envelope_def.payload_field.clone(), payload.clone());
+                }
+                envelope
+            }
+            (None, None) => return None,
+        };
+        Some(Example { case, envelope })
+    }
+}
+
+/// A UUID (version 4 layout) that depends only on the event type and the case name, so that
+/// generated example envelopes are the same on every run.
+fn example_uuid(event_type: &str, case: &str) -> String {
+    let hash = |seed: u64| {
+        let mut hash = seed;
+        for byte in event_type.bytes().chain([0]).chain(case.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    };
+    let (high, low) = (hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0x0fff,
+        0x8000 | ((low >> 48) & 0x3fff),
+        low & 0xffff_ffff_ffff
+    )
 }
 
 /// Reads typed values out of an `x-herald` object, reporting what is missing or mistyped.
@@ -841,17 +1060,14 @@ impl Reader<'_> {
         }
     }
 
-    fn choice(&mut self, object: &Map<String, Value>, key: &str, allowed: &[&str]) -> Option<String> {
+    fn choice<T>(&mut self, object: &Map<String, Value>, key: &str, parse: fn(&str) -> Result<T, String>) -> Option<T> {
         let value = self.string(object, key, true)?;
-        if allowed.contains(&value.as_str()) {
-            Some(value)
-        } else {
-            self.loader.error(
-                &self.at.child(key),
-                format!("unknown {key} {value:?}"),
-                format!("use one of {allowed:?}"),
-            );
-            None
+        match parse(&value) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.loader.error(&self.at.child(key), message, "see docs/event-definitions.md");
+                None
+            }
         }
     }
 }

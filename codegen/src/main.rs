@@ -13,6 +13,9 @@ COMMANDS:
     catalogue            print every event: type, topic, notification, category, priority, recipient
     check                validate the definitions and report every problem
     typescript [--check] write clients/typescript/src/events.ts (with --check: fail if it is stale)
+    fixtures [--check]   write tests/fixtures/envelopes/<notification>/<case>.{dumps,compact}.json from
+                         every event's examples (with --check: fail if any is stale or left over)
+    generate [--check]   both of the above: every checked-in file the definitions make
     rust                 print the generated Rust (what build.rs includes)
 
 OPTIONS:
@@ -60,25 +63,89 @@ fn run(mut args: Vec<String>) -> Result<ExitCode, String> {
             println!("{}: {} events, {} types, no problems", defs.display(), model.events.len(), model.types.len())
         }
         ("rust", []) => print!("{}", herald_codegen::generate_rust(&model)),
-        ("typescript", rest) if rest.is_empty() || rest == ["--check"] => {
+        (command @ ("typescript" | "fixtures" | "generate"), rest) if rest.is_empty() || rest == ["--check"] => {
             let root = defs.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            let path = root.join(TYPESCRIPT_PATH);
-            let fresh = herald_codegen::generate_typescript(&model);
-            let current = std::fs::read_to_string(&path).unwrap_or_default();
-            if rest.is_empty() {
-                if current != fresh {
-                    std::fs::write(&path, &fresh)
-                        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            let mut files = Files { root, check: !rest.is_empty(), stale: Vec::new() };
+            if command != "fixtures" {
+                files.put(TYPESCRIPT_PATH, herald_codegen::generate_typescript(&model).as_bytes())?;
+            }
+            if command != "typescript" {
+                files.fixtures(&model)?;
+            }
+            if !files.stale.is_empty() {
+                for path in &files.stale {
+                    eprintln!("error: {path} is stale");
                 }
-                println!("{} is up to date", path.display());
-            } else if current != fresh {
-                eprintln!("{} is stale: run `cargo run -p herald-codegen -- typescript`", path.display());
+                eprintln!("  help: run `cargo run -p herald-codegen -- generate` and commit the result");
                 return Ok(ExitCode::FAILURE);
             }
         }
         _ => return Err(format!("unknown command {:?}\n\n{USAGE}", args.join(" "))),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes generated files under the workspace root, or with `check` lists those that differ.
+struct Files {
+    root: PathBuf,
+    check: bool,
+    stale: Vec<String>,
+}
+
+impl Files {
+    fn put(&mut self, relative: &str, bytes: &[u8]) -> Result<(), String> {
+        let path = self.root.join(relative);
+        if std::fs::read(&path).is_ok_and(|current| current == bytes) {
+            return Ok(());
+        }
+        if self.check {
+            self.stale.push(relative.to_owned());
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+        }
+        std::fs::write(&path, bytes).map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!("wrote {relative}");
+        Ok(())
+    }
+
+    /// Writes every fixture and removes (or, with `check`, reports) the files of event folders
+    /// that no example makes any more. Folders starting with `_` are written by hand.
+    fn fixtures(&mut self, model: &herald_codegen::Model) -> Result<(), String> {
+        let fixtures = herald_codegen::fixtures(model);
+        let mut wanted = std::collections::BTreeSet::new();
+        for fixture in &fixtures {
+            for (relative, bytes) in fixture.files() {
+                let relative = format!("{}/{relative}", herald_codegen::FIXTURES_DIR);
+                self.put(&relative, bytes)?;
+                wanted.insert(relative);
+            }
+        }
+        let dir = self.root.join(herald_codegen::FIXTURES_DIR);
+        let Ok(folders) = std::fs::read_dir(&dir) else { return Ok(()) };
+        for folder in folders.flatten() {
+            let name = folder.file_name().to_string_lossy().into_owned();
+            if name.starts_with('_') || !folder.path().is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
+                let relative =
+                    format!("{}/{name}/{}", herald_codegen::FIXTURES_DIR, file.file_name().to_string_lossy());
+                if wanted.contains(&relative) {
+                    continue;
+                }
+                if self.check {
+                    self.stale.push(relative);
+                } else {
+                    std::fs::remove_file(file.path())
+                        .map_err(|error| format!("cannot remove {}: {error}", file.path().display()))?;
+                    println!("removed {relative}");
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `event-defs/` folder of the current directory or its nearest ancestor.

@@ -115,6 +115,9 @@ pub struct EnvelopeDef {
     pub type_name: String,
     /// The property that holds the event payload; generic in the generated type.
     pub payload_field: String,
+    /// The first of the envelope file's `examples`: the envelope a payload-only event example is
+    /// wrapped in.
+    pub example: Option<serde_json::Value>,
 }
 
 /// One event and its routing facts from `x-herald`.
@@ -128,16 +131,16 @@ pub struct EventDef {
     pub event_type: String,
     /// Other `event_type` values producers send.
     pub aliases: Vec<String>,
-    /// The default Kafka topic.
-    pub topic: String,
+    /// The Kafka topics consumed by default: the design's first, then those real producers use.
+    pub topics: Vec<String>,
     /// `declarative` or `custom`.
     pub handling: Handling,
     /// The notification name browsers receive.
     pub notification: String,
-    /// The notification category (snake_case).
-    pub category: String,
-    /// The notification priority (snake_case).
-    pub priority: String,
+    /// The notification category.
+    pub category: Category,
+    /// The notification priority.
+    pub priority: Priority,
     /// Payload keys forwarded to the browser, in order.
     pub forwarded_fields: Vec<String>,
     /// Payload key holding the user to notify.
@@ -148,6 +151,8 @@ pub struct EventDef {
     pub batch_owner: Option<(String, String)>,
     /// How long a delivered notification suppresses re-sent copies.
     pub dedupe_ttl_seconds: u64,
+    /// The examples of the definition (at least one), each a whole envelope.
+    pub examples: Vec<Example>,
 }
 
 impl EventDef {
@@ -167,34 +172,13 @@ impl EventDef {
     }
 }
 
-/// Whether an event's handler is generated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handling {
-    /// Generated: build the notification, find the recipient, deliver.
-    Declarative,
-    /// Written by hand in the service.
-    Custom,
+/// An example of an event: an envelope as producers send it, under a case name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// The case name (`basic`, `traced`, ...): the fixture file name.
+    pub case: String,
+    /// The whole envelope, keys in the order the definition gives them.
+    pub envelope: serde_json::Value,
 }
 
-impl Handling {
-    /// The snake_case name used in `x-herald`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Handling::Declarative => "declarative",
-            Handling::Custom => "custom",
-        }
-    }
-}
-
-/// The notification categories `x-herald` accepts.
-pub const CATEGORIES: &[&str] = &[
-    "batch_progress",
-    "processing_results",
-    "file_operations",
-    "class_management",
-    "student_workflow",
-    "system_alerts",
-];
-
-/// The notification priorities `x-herald` accepts.
-pub const PRIORITIES: &[&str] = &["immediate", "standard", "low"];
+pub use herald_runtime::{Category, Handling, Priority};

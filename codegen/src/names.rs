@@ -16,7 +16,7 @@ const NON_RAW_KEYWORDS: &[&str] = &["crate", "self", "super", "Self", "_"];
 ///
 /// A key that is already a lowercase identifier is used as it is (as a raw identifier when it is a
 /// keyword); anything else is converted to snake_case.
-pub(crate) fn field_ident(json_name: &str) -> (String, bool) {
+pub fn field_ident(json_name: &str) -> (String, bool) {
     let is_plain = !json_name.is_empty()
         && json_name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && json_name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -37,7 +37,7 @@ pub(crate) fn field_ident(json_name: &str) -> (String, bool) {
 }
 
 /// `fileUploadId`, `file-upload id` → `file_upload_id`.
-pub(crate) fn to_snake_case(text: &str) -> String {
+pub fn to_snake_case(text: &str) -> String {
     let mut snake = String::new();
     let mut previous_lower = false;
     for c in text.chars() {
@@ -58,7 +58,7 @@ pub(crate) fn to_snake_case(text: &str) -> String {
 }
 
 /// `completed_successfully` → `CompletedSuccessfully`, `ENG5` → `Eng5`, `batch_id` → `BatchId`.
-pub(crate) fn to_pascal_case(text: &str) -> String {
+pub fn to_pascal_case(text: &str) -> String {
     text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|part| !part.is_empty())
         .map(|part| {
@@ -73,28 +73,23 @@ pub(crate) fn to_pascal_case(text: &str) -> String {
 }
 
 /// The Rust variant for an enum value.
-pub(crate) fn enum_variant(value: &str) -> String {
+pub fn enum_variant(value: &str) -> String {
     let pascal = to_pascal_case(value);
     if pascal.starts_with(|c: char| c.is_ascii_digit()) { format!("V{pascal}") } else { pascal }
 }
 
 /// Whether `name` can name a type in both Rust and TypeScript: ASCII, starts with an uppercase
 /// letter, letters and digits only.
-pub(crate) fn is_type_name(name: &str) -> bool {
+pub fn is_type_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Whether `name` is lowercase snake_case (`batch_file_added`).
-pub(crate) fn is_snake_case(name: &str) -> bool {
+pub fn is_snake_case(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.ends_with('_')
         && !name.contains("__")
-}
-
-/// `batch_file_added` → `BATCH_FILE_ADDED`-style constant names for TypeScript value lists.
-pub(crate) fn to_screaming_snake_case(text: &str) -> String {
-    to_snake_case(text).to_ascii_uppercase()
 }
 
 #[cfg(test)]
@@ -125,6 +120,5 @@ mod tests {
         assert_eq!(enum_variant("5th"), "V5th");
         assert_eq!(to_pascal_case("rankings"), "Rankings");
         assert_eq!(to_pascal_case("fileUpload"), "FileUpload");
-        assert_eq!(to_screaming_snake_case("CourseCode"), "COURSE_CODE");
     }
 }

@@ -192,7 +192,9 @@ fn named_type(model: &Model, def: &TypeDef) -> TokenStream {
 
 /// The `#[herald(...)]` attribute that `#[derive(herald_macros::Event)]` reads.
 fn event_attribute(event: &EventDef) -> TokenStream {
-    let EventDef { event_type, topic, notification, category, priority, .. } = event;
+    let EventDef { event_type, topics, notification, .. } = event;
+    let category = event.category.as_str();
+    let priority = event.priority.as_str();
     let dedupe_ttl_seconds = proc_macro2::Literal::u64_unsuffixed(event.dedupe_ttl_seconds);
     let aliases = &event.aliases;
     let handling = event.handling.as_str();
@@ -215,7 +217,7 @@ fn event_attribute(event: &EventDef) -> TokenStream {
         #[herald(
             event_type = #event_type,
             aliases(#(#aliases),*),
-            topic = #topic,
+            topics(#(#topics),*),
             notification = #notification,
             category = #category,
             priority = #priority,
@@ -439,29 +441,40 @@ fn handler(model: &Model) -> TokenStream {
 }
 
 fn catalogue(model: &Model) -> TokenStream {
-    let mut topics: Vec<&str> = model.events.iter().map(|event| event.topic.as_str()).collect();
+    let mut topics: Vec<&str> = model.events.iter().flat_map(|event| event.topics.iter().map(String::as_str)).collect();
     topics.sort_unstable();
     topics.dedup();
     let infos = model.events.iter().map(|event| {
-        let EventDef { event_type, aliases, topic, notification, .. } = event;
+        let EventDef { event_type, aliases, topics, notification, .. } = event;
         let type_name = &event.type_name;
-        let category = format_ident!("{}", crate::names::to_pascal_case(&event.category));
-        let priority = format_ident!("{}", crate::names::to_pascal_case(&event.priority));
-        let handling = format_ident!("{}", crate::names::to_pascal_case(event.handling.as_str()));
+        let category = ident(event.category.variant_name());
+        let priority = ident(event.priority.variant_name());
+        let handling = ident(event.handling.variant_name());
         let handler = event.handler_method();
         let recipient = event.recipient_rule();
+        let recipient_user_key = match &event.recipient_user {
+            Some(key) => quote! { ::std::option::Option::Some(#key) },
+            None => quote! { ::std::option::Option::None },
+        };
+        let example = event
+            .examples
+            .first()
+            .map(|example| crate::fixtures::python_json(&example.envelope, crate::fixtures::Form::Compact))
+            .unwrap_or_default();
         quote! {
             ::herald_runtime::EventInfo {
                 type_name: #type_name,
                 event_type: #event_type,
                 aliases: &[#(#aliases),*],
-                topic: #topic,
+                topics: &[#(#topics),*],
                 notification: #notification,
                 category: ::herald_runtime::Category::#category,
                 priority: ::herald_runtime::Priority::#priority,
                 handling: ::herald_runtime::Handling::#handling,
                 handler: #handler,
                 recipient: #recipient,
+                recipient_user_key: #recipient_user_key,
+                example: #example,
             },
         }
     });
@@ -469,7 +482,7 @@ fn catalogue(model: &Model) -> TokenStream {
         /// Every event, in the sorted order of its definition file.
         pub const EVENTS: &[::herald_runtime::EventInfo] = &[#(#infos)*];
 
-        /// The default Kafka topics of all events, sorted, without duplicates.
+        /// Every event's default Kafka topics, sorted, without duplicates.
         pub const TOPICS: &[&str] = &[#(#topics),*];
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{CATEGORIES, EventDef, Field, Model, PRIORITIES, Ty, TypeDef, TypeKind};
+use crate::model::{Category, EventDef, Field, Model, Priority, Ty, TypeDef, TypeKind};
 use crate::names;
 
 /// The first line of the generated TypeScript file.
@@ -23,10 +23,18 @@ pub fn generate_typescript(model: &Model) -> String {
         }
     }
     out.push_str("\n// Notifications: what browsers receive on the socket.\n\n");
-    let _ = writeln!(out, "/** The category a notification is filed under. */");
-    let _ = writeln!(out, "export type NotificationCategory = {};", literal_union(CATEGORIES.iter().copied()));
-    let _ = writeln!(out, "\n/** How urgently a notification should reach the browser. */");
-    let _ = writeln!(out, "export type NotificationPriority = {};", literal_union(PRIORITIES.iter().copied()));
+    let categories = Category::ALL.iter().map(|category| category.as_str());
+    values_type("NotificationCategory", Some("The category a notification is filed under."), categories, &mut out);
+    out.push('\n');
+    let priorities = Priority::ALL.iter().map(|priority| priority.as_str());
+    values_type(
+        "NotificationPriority",
+        Some("How urgently a notification should reach the browser."),
+        priorities,
+        &mut out,
+    );
+    out.push('\n');
+    out.push_str(NOTIFICATION_MESSAGE);
     for event in &model.events {
         out.push('\n');
         notification(event, &mut out);
@@ -38,18 +46,52 @@ pub fn generate_typescript(model: &Model) -> String {
         "export type Notification =\n  | {};",
         if union.is_empty() { "never".to_owned() } else { union.join("\n  | ") }
     );
-    out.push_str(
-        "\n/** The notification names browsers can receive. */\nexport type NotificationName = Notification[\"event\"];\n\n\
-         /** The notification with the given name. */\nexport type NotificationOf<N extends NotificationName> = Extract<Notification, { event: N }>;\n",
-    );
+    out.push('\n');
     let notifications = model.events.iter().map(|event| event.notification.as_str());
-    let _ = writeln!(out, "\n/** Every notification name, in definition order. */");
-    let _ = writeln!(out, "export const NOTIFICATION_NAMES = {} as const;", literal_list(notifications));
+    values_type("NotificationName", Some("Every notification name, in definition order."), notifications, &mut out);
+    out.push_str(
+        "\n/** The notification with the given name. */\nexport type NotificationOf<N extends NotificationName> = Extract<Notification, { event: N }>;\n\n",
+    );
     let event_types = model.events.iter().map(|event| event.event_type.as_str());
-    let _ = writeln!(out, "\n/** The canonical `event_type` of every event, in definition order. */");
-    let _ = writeln!(out, "export const EVENT_TYPES = {} as const;", literal_list(event_types));
+    values_type(
+        "EventType",
+        Some("The canonical `event_type` of every event, in definition order."),
+        event_types,
+        &mut out,
+    );
     out
 }
+
+/// A list of string values written once: the `const` array, and the type of its members under the
+/// same name.
+fn values_type<'a>(name: &str, doc: Option<&str>, values: impl Iterator<Item = &'a str>, out: &mut String) {
+    jsdoc(doc, "", out);
+    let _ = writeln!(out, "export const {name} = {} as const;", literal_list(values));
+    let _ = writeln!(out, "export type {name} = (typeof {name})[number];");
+}
+
+const NOTIFICATION_MESSAGE: &str = r#"/**
+ * The shape every notification shares; each event fixes its name, data, category and priority.
+ */
+export interface NotificationMessage<
+  Name extends string,
+  Data,
+  Category extends NotificationCategory,
+  Priority extends NotificationPriority,
+> {
+  event: Name;
+  data: Data;
+  /** Identifies this notification; a client may use it to drop a repeated copy. */
+  id: string;
+  /** The `event_id` of the Kafka event it was built from. */
+  event_id: string;
+  category: Category;
+  priority: Priority;
+  /** The event's `event_timestamp` (RFC 3339). */
+  timestamp: string;
+  correlation_id: string;
+}
+"#;
 
 const PRELUDE: &str = r#"/**
  * A string enum that may also carry values added after these types were generated: producers add
@@ -135,15 +177,13 @@ fn named_type(model: &Model, def: &TypeDef, out: &mut String) {
     jsdoc(def.description.as_deref(), "", out);
     match &def.kind {
         TypeKind::Enum(values) => {
-            let values: Vec<&str> = values.iter().map(|value| value.value.as_str()).collect();
-            let _ = writeln!(out, "export type {} = {};", def.name, literal_union(values.iter().copied()));
-            let _ = writeln!(out, "\n/** The values of {} known when these types were generated. */", def.name);
             let _ = writeln!(
                 out,
-                "export const {}_VALUES = {} as const;",
-                names::to_screaming_snake_case(&def.name),
-                literal_list(values.iter().copied())
+                "export const {} = {} as const;",
+                def.name,
+                literal_list(values.iter().map(|value| value.value.as_str()))
             );
+            let _ = writeln!(out, "export type {name} = (typeof {name})[number];", name = def.name);
         }
         TypeKind::Struct(fields) => {
             let _ = writeln!(out, "export interface {} {{", def.name);
@@ -186,24 +226,18 @@ fn notification(event: &EventDef, out: &mut String) {
         let _ = writeln!(out, "export type {name}Data = Pick<{}, {keys}>;", event.type_name);
     }
     let aliases = if event.aliases.is_empty() { String::new() } else { format!(" (or {})", event.aliases.join(", ")) };
+    let topics = event.topics.iter().map(|topic| format!("`{topic}`")).collect::<Vec<_>>().join(" or ");
     let _ = writeln!(
         out,
-        "\n/** Sent to {} when `{}`{aliases} arrives on `{}`. */",
+        "\n/** Sent to {} when `{}`{aliases} arrives on {topics}. */",
         event.recipient_rule(),
-        event.event_type,
-        event.topic
+        event.event_type
     );
-    let _ = writeln!(out, "export interface {name}Notification {{");
-    let _ = writeln!(out, "  event: {};", js_string(&event.notification));
-    let _ = writeln!(out, "  data: {name}Data;");
-    let _ = writeln!(out, "  /** Identifies this notification; a client may use it to drop a repeated copy. */");
-    let _ = writeln!(out, "  id: string;");
-    let _ = writeln!(out, "  /** The `event_id` of the Kafka event it was built from. */");
-    let _ = writeln!(out, "  event_id: string;");
-    let _ = writeln!(out, "  category: {};", js_string(&event.category));
-    let _ = writeln!(out, "  priority: {};", js_string(&event.priority));
-    let _ = writeln!(out, "  /** The event's `event_timestamp` (RFC 3339). */");
-    let _ = writeln!(out, "  timestamp: string;");
-    let _ = writeln!(out, "  correlation_id: string;");
-    out.push_str("}\n");
+    let _ = writeln!(
+        out,
+        "export type {name}Notification = NotificationMessage<{}, {name}Data, {}, {}>;",
+        js_string(&event.notification),
+        js_string(event.category.as_str()),
+        js_string(event.priority.as_str()),
+    );
 }

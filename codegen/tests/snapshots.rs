@@ -76,3 +76,31 @@ fn a_missing_folder_is_a_diagnostic() {
     let diagnostics = herald_codegen::load(Path::new("/nonexistent/event-defs")).expect_err("no folder");
     assert!(diagnostics.to_string().contains("cannot list the definitions folder"), "{diagnostics}");
 }
+
+/// Every name Rust reserves or the generated code defines is refused where it is written, so the
+/// generated code never fails in rustc instead.
+#[test]
+fn reserved_names_are_located_diagnostics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reserved");
+    let diagnostics = herald_codegen::load(&dir).expect_err("reserved names must not load");
+    let located: Vec<(String, String)> =
+        diagnostics.0.iter().map(|diagnostic| (diagnostic.file.clone(), diagnostic.pointer.clone())).collect();
+    for (file, pointer) in [
+        ("reserved/self_type.json", ""),
+        ("reserved/self_type.json", "/properties/kind/enum/0"),
+        ("reserved/self_type.json", "/properties/kind/enum/1"),
+        ("reserved/self_type.json", "/properties/nested"),
+        ("reserved/self_type.json", "/x-herald/notification/name"),
+        ("reserved/generated_names.json", ""),
+        ("reserved/generated_names.json", "/properties/other"),
+        ("reserved/generated_names.json", "/x-herald/notification/name"),
+    ] {
+        assert!(
+            located.iter().any(|(f, p)| f == file && p == pointer),
+            "no diagnostic at {file}#{pointer}:\n{diagnostics}"
+        );
+    }
+    for diagnostic in &diagnostics.0 {
+        assert!(!diagnostic.help.is_empty(), "every diagnostic says what to do: {diagnostic}");
+    }
+}

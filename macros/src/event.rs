@@ -8,27 +8,19 @@ use syn::{Data, DeriveInput, Fields, Ident, LitInt, LitStr};
 
 use crate::Errors;
 
-const CATEGORIES: &[&str] = &[
-    "batch_progress",
-    "processing_results",
-    "file_operations",
-    "class_management",
-    "student_workflow",
-    "system_alerts",
-];
-const PRIORITIES: &[&str] = &["immediate", "standard", "low"];
-const HANDLINGS: &[&str] = &["declarative", "custom"];
+use herald_codegen::rules;
+use herald_runtime::{Category, Handling, Priority};
 
 /// The parsed `#[herald(...)]` attribute.
 #[derive(Default)]
 struct Attributes {
     event_type: Option<LitStr>,
     aliases: Vec<LitStr>,
-    topic: Option<LitStr>,
+    topics: Vec<LitStr>,
     notification: Option<LitStr>,
-    category: Option<LitStr>,
-    priority: Option<LitStr>,
-    handling: Option<LitStr>,
+    category: Option<(Category, Span)>,
+    priority: Option<(Priority, Span)>,
+    handling: Option<Handling>,
     dedupe_ttl_seconds: Option<u64>,
     recipient_user: Option<Ident>,
     recipient_batch: Option<Ident>,
@@ -66,13 +58,17 @@ fn parse_list(
     meta.parse_nested_meta(logic)
 }
 
-fn choice(literal: LitStr, allowed: &[&str], what: &str) -> syn::Result<LitStr> {
-    if allowed.contains(&literal.value().as_str()) {
-        Ok(literal)
-    } else {
-        let list = allowed.iter().map(|value| format!("\"{value}\"")).collect::<Vec<_>>().join(", ");
-        Err(syn::Error::new(literal.span(), format!("unknown {what} {:?}; expected one of {list}", literal.value())))
-    }
+/// Applies one of the generator's rules to a string literal, reporting its message at the literal.
+fn checked<T>(literal: &LitStr, rule: fn(&str) -> Result<T, String>) -> syn::Result<T> {
+    rule(&literal.value()).map_err(|message| syn::Error::new(literal.span(), message))
+}
+
+/// Parses `key("a", "b")` into its string literals.
+fn parse_strings(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<LitStr>> {
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let literals = syn::punctuated::Punctuated::<LitStr, syn::Token![,]>::parse_terminated(&content)?;
+    Ok(literals.into_iter().collect())
 }
 
 fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
@@ -89,42 +85,28 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
             attributes.first_time(&meta, &key)?;
             match key.as_str() {
                 "event_type" => attributes.event_type = Some(meta.value()?.parse()?),
-                "topic" => attributes.topic = Some(meta.value()?.parse()?),
+                "topics" => attributes.topics = parse_strings(&meta)?,
                 "notification" => {
                     let name: LitStr = meta.value()?.parse()?;
-                    let value = name.value();
-                    // The same rule as the generator's check of `x-herald.notification.name`.
-                    let snake = value.starts_with(|c: char| c.is_ascii_lowercase())
-                        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                        && !value.ends_with('_')
-                        && !value.contains("__");
-                    if !snake {
-                        return Err(syn::Error::new(
-                            name.span(),
-                            format!(
-                                "the notification name {value:?} is not snake_case; write it like \"batch_file_added\""
-                            ),
-                        ));
-                    }
+                    checked(&name, rules::notification_name)?;
                     attributes.notification = Some(name);
                 }
-                "category" => attributes.category = Some(choice(meta.value()?.parse()?, CATEGORIES, "category")?),
-                "priority" => attributes.priority = Some(choice(meta.value()?.parse()?, PRIORITIES, "priority")?),
-                "handling" => attributes.handling = Some(choice(meta.value()?.parse()?, HANDLINGS, "handling")?),
+                "category" => {
+                    let literal: LitStr = meta.value()?.parse()?;
+                    attributes.category = Some((checked(&literal, rules::category)?, literal.span()));
+                }
+                "priority" => {
+                    let literal: LitStr = meta.value()?.parse()?;
+                    attributes.priority = Some((checked(&literal, rules::priority)?, literal.span()));
+                }
+                "handling" => attributes.handling = Some(checked(&meta.value()?.parse()?, rules::handling)?),
                 "dedupe_ttl_seconds" => {
                     let ttl: LitInt = meta.value()?.parse()?;
-                    let seconds: u64 = ttl.base10_parse()?;
-                    if seconds == 0 {
-                        return Err(syn::Error::new(ttl.span(), "the dedupe TTL must be at least one second"));
-                    }
+                    let seconds = rules::dedupe_ttl_seconds(ttl.base10_parse()?)
+                        .map_err(|message| syn::Error::new(ttl.span(), message))?;
                     attributes.dedupe_ttl_seconds = Some(seconds);
                 }
-                "aliases" => {
-                    let content;
-                    syn::parenthesized!(content in meta.input);
-                    let literals = syn::punctuated::Punctuated::<LitStr, syn::Token![,]>::parse_terminated(&content)?;
-                    attributes.aliases = literals.into_iter().collect();
-                }
+                "aliases" => attributes.aliases = parse_strings(&meta)?,
                 "recipient" => {
                     attributes.recipient_span = Some(meta.path.span());
                     parse_list(&meta, |inner| {
@@ -188,7 +170,7 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
                 _ => {
                     let path = meta.path.to_token_stream().to_string().replace(' ', "");
                     return Err(meta.error(format!(
-                        "unknown key `{path}`; expected one of event_type, aliases, topic, notification, category, \
+                        "unknown key `{path}`; expected one of event_type, aliases, topics, notification, category, \
                          priority, handling, dedupe_ttl_seconds, recipient, batch_owner, forward"
                     )));
                 }
@@ -199,7 +181,7 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
     if !found {
         return Err(syn::Error::new(
             input.ident.span(),
-            "`#[derive(Event)]` needs a `#[herald(event_type = \"...\", topic = \"...\", ...)]` attribute",
+            "`#[derive(Event)]` needs a `#[herald(event_type = \"...\", topics(\"...\"), ...)]` attribute",
         ));
     }
     Ok(attributes)
@@ -296,21 +278,26 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             LitStr::new("", Span::call_site())
         })
     };
-    let event_type = required(&attributes.event_type, "event_type");
-    let topic = required(&attributes.topic, "topic");
-    let notification = required(&attributes.notification, "notification");
-    let category = required(&attributes.category, "category");
-    let priority = required(&attributes.priority, "priority");
+    let event_type = required(&attributes.event_type, "event_type = \"...\"");
+    let notification = required(&attributes.notification, "notification = \"...\"");
+    if attributes.topics.is_empty() {
+        missing.push("topics(\"...\")");
+    }
+    if attributes.category.is_none() {
+        missing.push("category = \"...\"");
+    }
+    if attributes.priority.is_none() {
+        missing.push("priority = \"...\"");
+    }
     if !missing.is_empty() {
-        let keys = missing.iter().map(|key| format!("`{key} = \"...\"`")).collect::<Vec<_>>().join(", ");
+        let keys = missing.iter().map(|key| format!("`{key}`")).collect::<Vec<_>>().join(", ");
         errors.push(syn::Error::new(attribute_span, format!("`#[herald(...)]` is missing {keys}")));
     }
-    if attributes.recipient_user.is_none() && attributes.recipient_batch.is_none() {
+    let user_name = attributes.recipient_user.as_ref().map(Ident::to_string);
+    let batch_name = attributes.recipient_batch.as_ref().map(Ident::to_string);
+    if let Err(message) = rules::recipient(user_name.as_deref(), batch_name.as_deref()) {
         let span = attributes.recipient_span.unwrap_or(attribute_span);
-        errors.push(syn::Error::new(
-            span,
-            "`#[herald(...)]` needs `recipient(user = field)`, `recipient(batch = field)` or both",
-        ));
+        errors.push(syn::Error::new(span, format!("{message}: `recipient(user = field, batch = field)`")));
     }
     let mut find = |ident: &Ident| -> Option<&FieldFacts<'_>> {
         let found = fields.iter().find(|field| field.ident == ident);
@@ -354,18 +341,19 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         }
     });
     let aliases = &attributes.aliases;
-    let category = syn::Ident::new(&pascal(&category.value()), category.span());
-    let priority = syn::Ident::new(&pascal(&priority.value()), priority.span());
-    let handling = attributes.handling.as_ref().map_or_else(|| "declarative".to_owned(), LitStr::value);
-    let handling = syn::Ident::new(&pascal(&handling), Span::call_site());
-    let ttl = attributes.dedupe_ttl_seconds.unwrap_or(86_400);
+    let topics = &attributes.topics;
+    let variant = |name: &str, span: Span| syn::Ident::new(name, span);
+    let category = attributes.category.map(|(category, span)| variant(category.variant_name(), span));
+    let priority = attributes.priority.map(|(priority, span)| variant(priority.variant_name(), span));
+    let handling = variant(attributes.handling.unwrap_or(rules::DEFAULT_HANDLING).variant_name(), Span::call_site());
+    let ttl = attributes.dedupe_ttl_seconds.unwrap_or(rules::DEFAULT_DEDUPE_TTL_SECONDS);
     let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
 
     Ok(quote! {
         impl #impl_generics ::herald_runtime::Event for #name #type_generics #where_clause {
             const EVENT_TYPE: &'static str = #event_type;
             const ALIASES: &'static [&'static str] = &[#(#aliases),*];
-            const TOPIC: &'static str = #topic;
+            const TOPICS: &'static [&'static str] = &[#(#topics),*];
             const NOTIFICATION: &'static str = #notification;
             const CATEGORY: ::herald_runtime::Category = ::herald_runtime::Category::#category;
             const PRIORITY: ::herald_runtime::Priority = ::herald_runtime::Priority::#priority;
@@ -392,15 +380,4 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
         }
     })
-}
-
-/// `file_operations` → `FileOperations`.
-pub(crate) fn pascal(snake: &str) -> String {
-    snake
-        .split('_')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect()
 }

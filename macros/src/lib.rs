@@ -6,8 +6,10 @@
 //! - `#[derive(OpenEnum)]` implements `herald_runtime::OpenEnum`, serde, `Display` and `FromStr` for a
 //!   string enum with a catch-all variant.
 //!
-//! This crate only parses and checks its input; every mistake is a compile error at the span of the
-//! offending attribute, field or variant.
+//! This crate is a thin shell over the generator: it parses its input and checks the values with
+//! `herald_codegen::rules`, the same functions that check a schema's `x-herald`, so no rule is
+//! written twice; every mistake is a compile error at the span of the offending attribute, field or
+//! variant.
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -22,7 +24,7 @@ mod open_enum;
 /// #[herald(
 ///     event_type = "huleedu.class.created.v1",
 ///     aliases(),
-///     topic = "huleedu.class.created.v1",
+///     topics("huleedu.class.created.v1"),
 ///     notification = "class_created",
 ///     category = "class_management",
 ///     priority = "standard",

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 #[herald(
     event_type = "test.file.added.v1",
     aliases("test.legacy.file.added.v1", "test.file.added"),
-    topic = "test.files.v1",
+    topics("test.files.v1"),
     notification = "file_added",
     category = "file_operations",
     priority = "immediate",
@@ -56,7 +56,7 @@ struct FileAdded {
 #[derive(Debug, ::serde::Serialize, ::serde::Deserialize, ::herald_macros::Event)]
 #[herald(
     event_type = "test.batch.ready.v1",
-    topic = "test.batches.v1",
+    topics("test.batches.v1"),
     notification = "batch_ready",
     category = "batch_progress",
     priority = "low",
@@ -76,7 +76,7 @@ struct BatchReady {
 #[herald(
     event_type = "test.result.ready.v1",
     aliases(),
-    topic = "test.results.v1",
+    topics("test.results.v1"),
     notification = "result_ready",
     category = "processing_results",
     priority = "standard",
@@ -120,7 +120,7 @@ fn parse<E: DeserializeOwned>(payload: &str) -> E {
 struct Constants {
     event_type: &'static str,
     aliases: &'static [&'static str],
-    topic: &'static str,
+    topics: &'static [&'static str],
     notification: &'static str,
     category: Category,
     priority: Priority,
@@ -133,7 +133,7 @@ fn constants<E: Event>() -> Constants {
     Constants {
         event_type: E::EVENT_TYPE,
         aliases: E::ALIASES,
-        topic: E::TOPIC,
+        topics: E::TOPICS,
         notification: E::NOTIFICATION,
         category: E::CATEGORY,
         priority: E::PRIORITY,
@@ -150,7 +150,7 @@ fn constants_come_from_the_attribute() {
         Constants {
             event_type: "test.file.added.v1",
             aliases: &["test.legacy.file.added.v1", "test.file.added"],
-            topic: "test.files.v1",
+            topics: &["test.files.v1"],
             notification: "file_added",
             category: Category::FileOperations,
             priority: Priority::Immediate,
@@ -165,7 +165,7 @@ fn constants_come_from_the_attribute() {
         Constants {
             event_type: "test.batch.ready.v1",
             aliases: &[],
-            topic: "test.batches.v1",
+            topics: &["test.batches.v1"],
             notification: "batch_ready",
             category: Category::BatchProgress,
             priority: Priority::Low,
@@ -179,7 +179,7 @@ fn constants_come_from_the_attribute() {
         Constants {
             event_type: "test.result.ready.v1",
             aliases: &[],
-            topic: "test.results.v1",
+            topics: &["test.results.v1"],
             notification: "result_ready",
             category: Category::ProcessingResults,
             priority: Priority::Standard,

@@ -58,6 +58,13 @@ macro_rules! snake_names {
                 }
             }
 
+            /// The Rust name of the variant, for code generators that name it.
+            pub const fn variant_name(self) -> &'static str {
+                match self {
+                    $($type::$variant => stringify!($variant)),+
+                }
+            }
+
             /// The value with this snake_case name.
             pub fn from_name(name: &str) -> Option<Self> {
                 match name {
@@ -174,8 +181,9 @@ pub trait Event {
     const EVENT_TYPE: &'static str;
     /// Other `event_type` values real producers send for this event.
     const ALIASES: &'static [&'static str];
-    /// The default Kafka topic.
-    const TOPIC: &'static str;
+    /// The Kafka topics consumed for this event by default (the design's topic first, then the
+    /// topics real producers use); `--topic NOTIFICATION=TOPIC` replaces the list.
+    const TOPICS: &'static [&'static str];
     /// The notification name browsers receive in `event`.
     const NOTIFICATION: &'static str;
     /// The notification's category.
@@ -209,8 +217,9 @@ pub struct EventInfo {
     pub event_type: &'static str,
     /// Other `event_type` values producers send.
     pub aliases: &'static [&'static str],
-    /// The default Kafka topic.
-    pub topic: &'static str,
+    /// The Kafka topics consumed by default: the design's topic first, then the topics real
+    /// producers use.
+    pub topics: &'static [&'static str],
     /// The notification name browsers receive.
     pub notification: &'static str,
     /// The notification's category.
@@ -223,4 +232,8 @@ pub struct EventInfo {
     pub handler: &'static str,
     /// How the recipient is found, in words (`user_id, else owner of batch_id`).
     pub recipient: &'static str,
+    /// The payload key holding the user to notify, when the event names one.
+    pub recipient_user_key: Option<&'static str>,
+    /// The first example envelope of the definition, as compact JSON: a sample that routes.
+    pub example: &'static str,
 }

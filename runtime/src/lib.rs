@@ -26,7 +26,7 @@ pub mod serde_fields;
 pub mod text;
 
 pub use event::{BatchOwner, Category, Event, EventInfo, Handling, Priority, Recipient, RecipientId};
-pub use notification::{EnvelopeRef, Notification, NotificationData, user_channel};
+pub use notification::{EnvelopeRef, Notification, NotificationData, USER_CHANNEL_PREFIX, user_channel};
 pub use open_enum::OpenEnum;
 pub use route::{PayloadError, RouteError};
 pub use text::{Timestamp, Uuid};

@@ -20,9 +20,13 @@ use sha2::{Digest, Sha256};
 
 use crate::event::{Category, Event, Priority};
 
+/// The prefix of every user's Redis pub/sub channel: `ws:{user_id}`. The one definition of it;
+/// everything that subscribes or publishes names channels through this constant or [`user_channel`].
+pub const USER_CHANNEL_PREFIX: &str = "ws:";
+
 /// The Redis pub/sub channel that carries a user's notifications.
 pub fn user_channel(user_id: &str) -> String {
-    format!("ws:{user_id}")
+    format!("{USER_CHANNEL_PREFIX}{user_id}")
 }
 
 /// The envelope facts a notification carries, borrowed from the generated `Envelope`.

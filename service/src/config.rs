@@ -35,7 +35,7 @@ pub struct Config {
     #[arg(long, env = "HERALD_KAFKA_GROUP", default_value = "herald")]
     pub kafka_group: String,
 
-    /// Override an event's topic: NOTIFICATION=TOPIC (e.g. batch_essays_ready=huleedu.els.batch.essays.ready.v1). Repeatable; in the environment, comma-separated.
+    /// Consume an event from this topic instead of its default topics: NOTIFICATION=TOPIC (e.g. batch_essays_ready=huleedu.els.batch.essays.ready.v1). Repeatable; in the environment, comma-separated.
     #[arg(long = "topic", env = "HERALD_TOPICS", value_delimiter = ',', value_parser = parse_pair)]
     pub topic_overrides: Vec<(String, String)>,
 
@@ -337,16 +337,16 @@ impl Config {
         Ok(())
     }
 
-    /// The topic each event is consumed from, after overrides, sorted and without duplicates.
+    /// The topics events are consumed from, sorted and without duplicates: each event's default
+    /// topics, or the last `--topic` override for it, which replaces the list.
     pub fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = herald::EVENTS
             .iter()
-            .map(|event| {
-                self.topic_overrides
-                    .iter()
-                    .rev()
-                    .find(|(notification, _)| notification == event.notification)
-                    .map_or_else(|| event.topic.to_owned(), |(_, topic)| topic.clone())
+            .flat_map(|event| {
+                match self.topic_overrides.iter().rev().find(|(notification, _)| notification == event.notification) {
+                    Some((_, topic)) => vec![topic.clone()],
+                    None => event.topics.iter().map(|topic| (*topic).to_owned()).collect(),
+                }
             })
             .collect();
         topics.sort();
@@ -409,6 +409,21 @@ mod tests {
         let production = ["--kafka-brokers", "k:9092", "--redis-url", "redis://r:6379", "--jwt-secret", "s"];
         assert_eq!(listen(&production), "0.0.0.0:8080");
         assert_eq!(listen(&[&production[..], &["--listen", "127.0.0.1:9000"]].concat()), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn every_default_topic_of_an_event_is_consumed_and_an_override_replaces_them() {
+        let defaults = Config::try_parse_from(["herald"]).unwrap().topics();
+        for event in herald::EVENTS {
+            for topic in event.topics {
+                assert!(defaults.contains(&(*topic).to_owned()), "{topic} is not consumed by default");
+            }
+        }
+        let event = herald::EVENTS.iter().find(|event| event.topics.len() > 1).expect("an event with two topics");
+        let flag = format!("{}=only.this", event.notification);
+        let overridden = Config::try_parse_from(["herald", "--topic", &flag]).unwrap().topics();
+        assert!(overridden.contains(&"only.this".to_owned()));
+        assert!(event.topics.iter().all(|topic| !overridden.contains(&(*topic).to_owned())), "{overridden:?}");
     }
 
     #[test]

@@ -287,17 +287,24 @@ fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     let secret = config.jwt_secret.as_deref().unwrap_or(config::DEVELOPMENT_SECRET);
     let token =
         auth::development_token(secret.as_bytes(), "teacher-1", Duration::from_secs(24 * 3600)).unwrap_or_default();
-    let event = serde_json::json!({
-        "event_id": "6f1c3a52-8d0e-4b7a-9c21-0e5d4f3b2a19",
-        "event_type": "huleedu.class.created.v1",
-        "event_timestamp": "2025-08-01T09:00:00.000001Z",
-        "source_service": "class-management-service",
-        "schema_version": 1,
-        "correlation_id": "0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f",
-        "data_schema_uri": null,
-        "data": {"class_id": "class-1", "class_designation": "9A English", "course_codes": ["ENG5"], "user_id": "teacher-1"},
-        "metadata": null
-    });
+    // The sample comes from the definitions: the shortest example of an event that names its user,
+    // addressed to teacher-1.
+    let sample = herald::EVENTS
+        .iter()
+        .filter(|event| event.recipient_user_key.is_some())
+        .min_by_key(|event| event.example.len())
+        .and_then(|event| {
+            let mut envelope: serde_json::Value = serde_json::from_str(event.example).ok()?;
+            *envelope.get_mut("data")?.get_mut(event.recipient_user_key?)? = "teacher-1".into();
+            Some((event.notification, envelope))
+        });
+    let send = match sample {
+        Some((notification, envelope)) => format!(
+            "Send a sample event ({notification} for teacher-1):\n  curl -s -X POST http://{host}/v1/events -H 'content-type: application/json' -d '{}'\n\n",
+            envelope.to_string().replace('\'', "'\\''")
+        ),
+        None => String::new(),
+    };
     let secret_note = if config.jwt_secret.is_none() {
         format!(" (HS256, development secret {:?}: never use it in production)", config::DEVELOPMENT_SECRET)
     } else {
@@ -306,7 +313,6 @@ fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     println!(
         "herald is running in embedded mode (no Kafka, no Redis) on http://{host}\n\n\
          Connect a WebSocket as teacher-1{secret_note}:\n  ws://{host}/ws?token={token}\n\n\
-         Send a sample event (class_created for teacher-1):\n  curl -s -X POST http://{host}/v1/events -H 'content-type: application/json' -d '{event}'\n\n\
-         Health: http://{host}/healthz   Readiness: http://{host}/readyz   Metrics: http://{host}/metrics\n"
+         {send}Health: http://{host}/healthz   Readiness: http://{host}/readyz   Metrics: http://{host}/metrics\n"
     );
 }

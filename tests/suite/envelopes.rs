@@ -12,25 +12,19 @@ use herald::{Event, EventEnvelope, EventHandler};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{root, sorted_entries};
+use super::{model, root, sorted_entries};
 
 fn fixtures() -> PathBuf {
     root().join("tests/fixtures/envelopes")
 }
 
-/// Every case of every event: (notification name, case name, form, bytes).
+/// Every example of every definition, in both producer forms: (notification name, case name,
+/// label, bytes). Made from the definitions, so a new event is covered without a fixture edit.
 fn cases() -> Vec<(String, String, PathBuf, Vec<u8>)> {
     let mut cases = Vec::new();
-    for dir in sorted_entries(&fixtures()) {
-        let event = dir.file_name().unwrap().to_string_lossy().into_owned();
-        if event.starts_with('_') || !dir.is_dir() {
-            continue;
-        }
-        for file in sorted_entries(&dir) {
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            let case = name.split('.').next().unwrap().to_owned();
-            let bytes = std::fs::read(&file).unwrap();
-            cases.push((event.clone(), case, file, bytes));
+    for fixture in herald_codegen::fixtures(&model()) {
+        for (relative, bytes) in fixture.files() {
+            cases.push((fixture.notification.clone(), fixture.case.clone(), PathBuf::from(relative), bytes.to_vec()));
         }
     }
     cases
@@ -41,18 +35,35 @@ fn route(file: &Path, bytes: &[u8]) -> EventEnvelope<Event> {
 }
 
 #[test]
-fn every_event_has_at_least_two_cases_in_both_forms() {
-    let mut forms: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (event, case, file, _) in cases() {
-        let form = file.file_name().unwrap().to_string_lossy().split('.').nth(1).unwrap().to_owned();
-        forms.entry((event, case)).or_default().push(form);
-    }
-    for ((event, case), forms) in &forms {
-        assert_eq!(forms, &["compact", "dumps"], "{event}/{case} needs both forms");
-    }
+fn every_event_has_an_example() {
+    let cases = cases();
     for info in herald::EVENTS {
-        let count = forms.keys().filter(|(event, _)| event == info.notification).count();
-        assert!(count >= 2, "{} has {count} fixture cases; at least two are needed", info.notification);
+        let count = cases.iter().filter(|(event, ..)| event == info.notification).count();
+        assert!(count >= 2, "{} has no example in both forms", info.notification);
+    }
+}
+
+/// Other code reads the fixtures by path (the service's tests, `examples/route.rs`), so the
+/// checked-in copies must be what the definitions make, and no file may outlive its example.
+#[test]
+fn checked_in_fixtures_are_fresh() {
+    const REGENERATE: &str = "cargo run -p herald-codegen -- fixtures";
+    let mut expected = BTreeMap::new();
+    for (_, _, relative, bytes) in cases() {
+        expected.insert(fixtures().join(relative), bytes);
+    }
+    for (path, bytes) in &expected {
+        let current = std::fs::read(path).unwrap_or_default();
+        assert!(&current == bytes, "{} is stale: run `{REGENERATE}` and commit the result", path.display());
+    }
+    for dir in sorted_entries(&fixtures()) {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('_') || !dir.is_dir() {
+            continue;
+        }
+        for file in sorted_entries(&dir) {
+            assert!(expected.contains_key(&file), "{} has no example any more: run `{REGENERATE}`", file.display());
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! - `envelopes`: every fixture envelope parses, routes, round-trips and is handled.
+//! - `envelopes`: every example envelope of every definition, in both producer forms, parses,
+//!   routes, round-trips and is handled; the checked-in fixture files are fresh.
 //! - `catalogue`: the generated catalogue constants.
 //! - `compile`: generated Rust snapshots compile; a custom event left unimplemented does not.
 //! - `typescript`: the checked-in TypeScript is fresh and passes `tsc --strict`.
@@ -15,6 +16,11 @@ use std::path::{Path, PathBuf};
 /// The workspace root.
 pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model of the workspace's `event-defs/`, which the crate under test was generated from.
+pub(crate) fn model() -> herald_codegen::Model {
+    herald_codegen::load(&root().join("event-defs")).unwrap_or_else(|diagnostics| panic!("{diagnostics}"))
 }
 
 /// The files of a folder, sorted.

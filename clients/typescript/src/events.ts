@@ -14,10 +14,8 @@ export type Open<T extends string> = T | (string & {});
  */
 
 /** parsed when matched from the essay text, manual when set by the teacher. */
-export type AssociationMethod = "parsed" | "manual";
-
-/** The values of AssociationMethod known when these types were generated. */
-export const ASSOCIATION_METHOD_VALUES = ["parsed", "manual"] as const;
+export const AssociationMethod = ["parsed", "manual"] as const;
+export type AssociationMethod = (typeof AssociationMethod)[number];
 
 /** Content provisioning for a batch finished (all or the available essays have text). Published by the essay lifecycle service. */
 export interface BatchContentProvisioningCompletedV1 {
@@ -112,10 +110,8 @@ export interface BatchFileRemovedV1 {
 }
 
 /** Status of a batch (common_core BatchStatus); producers may add new statuses. */
-export type BatchStatus = "awaiting_content_validation" | "content_ingestion_failed" | "awaiting_pipeline_configuration" | "ready_for_pipeline_execution" | "processing_pipelines" | "awaiting_student_validation" | "validation_timeout_processed" | "completed_successfully" | "completed_with_failures" | "failed_critically" | "cancelled";
-
-/** The values of BatchStatus known when these types were generated. */
-export const BATCH_STATUS_VALUES = ["awaiting_content_validation", "content_ingestion_failed", "awaiting_pipeline_configuration", "ready_for_pipeline_execution", "processing_pipelines", "awaiting_student_validation", "validation_timeout_processed", "completed_successfully", "completed_with_failures", "failed_critically", "cancelled"] as const;
+export const BatchStatus = ["awaiting_content_validation", "content_ingestion_failed", "awaiting_pipeline_configuration", "ready_for_pipeline_execution", "processing_pipelines", "awaiting_student_validation", "validation_timeout_processed", "completed_successfully", "completed_with_failures", "failed_critically", "cancelled"] as const;
+export type BatchStatus = (typeof BatchStatus)[number];
 
 /** Essays of a batch failed content validation. Published by the essay lifecycle service; it carries no user id. */
 export interface BatchValidationErrorsV1 {
@@ -184,22 +180,16 @@ export interface ClassCreatedV1 {
 }
 
 /** GUEST for a batch without a class roster, REGULAR for a batch of a class. */
-export type ClassType = "GUEST" | "REGULAR";
-
-/** The values of ClassType known when these types were generated. */
-export const CLASS_TYPE_VALUES = ["GUEST", "REGULAR"] as const;
+export const ClassType = ["GUEST", "REGULAR"] as const;
+export type ClassType = (typeof ClassType)[number];
 
 /** Course code of a class or batch (common_core CourseCode); producers may add new codes. */
-export type CourseCode = "ENG5" | "ENG6" | "ENG7" | "SV1" | "SV2" | "SV3";
-
-/** The values of CourseCode known when these types were generated. */
-export const COURSE_CODE_VALUES = ["ENG5", "ENG6", "ENG7", "SV1", "SV2", "SV3"] as const;
+export const CourseCode = ["ENG5", "ENG6", "ENG7", "SV1", "SV2", "SV3"] as const;
+export type CourseCode = (typeof CourseCode)[number];
 
 /** Language of the course: en or sv. */
-export type CourseLanguage = "en" | "sv";
-
-/** The values of CourseLanguage known when these types were generated. */
-export const COURSE_LANGUAGE_VALUES = ["en", "sv"] as const;
+export const CourseLanguage = ["en", "sv"] as const;
+export type CourseLanguage = (typeof CourseLanguage)[number];
 
 /** A processing phase finished for a batch. Published by the essay lifecycle service to the batch orchestrator; it has no event name and no timestamp field. */
 export interface ELSBatchPhaseOutcomeV1 {
@@ -368,22 +358,16 @@ export interface EventEnvelope<D = unknown> {
 }
 
 /** Why the file service rejected an uploaded essay file (common_core FileValidationErrorCode). */
-export type FileValidationErrorCode = "EMPTY_CONTENT" | "CONTENT_TOO_SHORT" | "CONTENT_TOO_LONG" | "RAW_STORAGE_FAILED" | "TEXT_EXTRACTION_FAILED" | "ENCRYPTED_FILE_UNSUPPORTED" | "UNKNOWN_VALIDATION_ERROR";
-
-/** The values of FileValidationErrorCode known when these types were generated. */
-export const FILE_VALIDATION_ERROR_CODE_VALUES = ["EMPTY_CONTENT", "CONTENT_TOO_SHORT", "CONTENT_TOO_LONG", "RAW_STORAGE_FAILED", "TEXT_EXTRACTION_FAILED", "ENCRYPTED_FILE_UNSUPPORTED", "UNKNOWN_VALIDATION_ERROR"] as const;
+export const FileValidationErrorCode = ["EMPTY_CONTENT", "CONTENT_TOO_SHORT", "CONTENT_TOO_LONG", "RAW_STORAGE_FAILED", "TEXT_EXTRACTION_FAILED", "ENCRYPTED_FILE_UNSUPPORTED", "UNKNOWN_VALIDATION_ERROR"] as const;
+export type FileValidationErrorCode = (typeof FileValidationErrorCode)[number];
 
 /** Processing pipeline phase (common_core PhaseName); producers may add new phases. */
-export type PhaseName = "spellcheck" | "ai_feedback" | "cj_assessment" | "nlp" | "student_matching";
-
-/** The values of PhaseName known when these types were generated. */
-export const PHASE_NAME_VALUES = ["spellcheck", "ai_feedback", "cj_assessment", "nlp", "student_matching"] as const;
+export const PhaseName = ["spellcheck", "ai_feedback", "cj_assessment", "nlp", "student_matching"] as const;
+export type PhaseName = (typeof PhaseName)[number];
 
 /** Generic processing stage of an entity (common_core ProcessingStage). */
-export type ProcessingStage = "pending" | "initialized" | "processing" | "completed" | "failed" | "cancelled";
-
-/** The values of ProcessingStage known when these types were generated. */
-export const PROCESSING_STAGE_VALUES = ["pending", "initialized", "processing", "completed", "failed", "cancelled"] as const;
+export const ProcessingStage = ["pending", "initialized", "processing", "completed", "failed", "cancelled"] as const;
+export type ProcessingStage = (typeof ProcessingStage)[number];
 
 /** Spellcheck of one essay finished, successfully or not. Published by the spellchecker service, once per essay; it carries no user id. */
 export interface SpellcheckResultDataV1 {
@@ -456,244 +440,112 @@ export interface SystemProcessingMetadata {
 // Notifications: what browsers receive on the socket.
 
 /** The category a notification is filed under. */
-export type NotificationCategory = "batch_progress" | "processing_results" | "file_operations" | "class_management" | "student_workflow" | "system_alerts";
+export const NotificationCategory = ["batch_progress", "processing_results", "file_operations", "class_management", "student_workflow", "system_alerts"] as const;
+export type NotificationCategory = (typeof NotificationCategory)[number];
 
 /** How urgently a notification should reach the browser. */
-export type NotificationPriority = "immediate" | "standard" | "low";
+export const NotificationPriority = ["immediate", "standard", "low"] as const;
+export type NotificationPriority = (typeof NotificationPriority)[number];
+
+/**
+ * The shape every notification shares; each event fixes its name, data, category and priority.
+ */
+export interface NotificationMessage<
+  Name extends string,
+  Data,
+  Category extends NotificationCategory,
+  Priority extends NotificationPriority,
+> {
+  event: Name;
+  data: Data;
+  /** Identifies this notification; a client may use it to drop a repeated copy. */
+  id: string;
+  /** The `event_id` of the Kafka event it was built from. */
+  event_id: string;
+  category: Category;
+  priority: Priority;
+  /** The event's `event_timestamp` (RFC 3339). */
+  timestamp: string;
+  correlation_id: string;
+}
 
 /** The `data` of `batch_content_provisioning_completed`: fields of BatchContentProvisioningCompletedV1 forwarded to the browser. */
 export type BatchContentProvisioningCompletedData = Pick<BatchContentProvisioningCompletedV1, "batch_id" | "provisioned_count" | "expected_count" | "course_code" | "timestamp">;
 
 /** Sent to user_id, else owner of batch_id when `huleedu.batch.content.provisioning.completed.v1` (or huleedu.els.batch.content.provisioning.completed.v1) arrives on `huleedu.batch.content.provisioning.completed.v1`. */
-export interface BatchContentProvisioningCompletedNotification {
-  event: "batch_content_provisioning_completed";
-  data: BatchContentProvisioningCompletedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "batch_progress";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type BatchContentProvisioningCompletedNotification = NotificationMessage<"batch_content_provisioning_completed", BatchContentProvisioningCompletedData, "batch_progress", "standard">;
 
 /** The `data` of `batch_essays_ready`: fields of BatchEssaysReady forwarded to the browser. */
 export type BatchEssaysReadyData = Pick<BatchEssaysReady, "batch_id" | "ready_essays" | "course_code" | "course_language" | "class_type">;
 
-/** Sent to owner of batch_id when `huleedu.batch.essays.ready.v1` (or huleedu.els.batch.essays.ready.v1) arrives on `huleedu.batch.essays.ready.v1`. */
-export interface BatchEssaysReadyNotification {
-  event: "batch_essays_ready";
-  data: BatchEssaysReadyData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "batch_progress";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+/** Sent to owner of batch_id when `huleedu.batch.essays.ready.v1` (or huleedu.els.batch.essays.ready.v1) arrives on `huleedu.batch.essays.ready.v1` or `huleedu.els.batch.essays.ready.v1`. */
+export type BatchEssaysReadyNotification = NotificationMessage<"batch_essays_ready", BatchEssaysReadyData, "batch_progress", "standard">;
 
 /** The `data` of `batch_file_added`: fields of BatchFileAddedV1 forwarded to the browser. */
 export type BatchFileAddedData = Pick<BatchFileAddedV1, "batch_id" | "file_upload_id" | "filename" | "timestamp">;
 
 /** Sent to user_id, else owner of batch_id when `huleedu.file.batch.file.added.v1` arrives on `huleedu.file.batch.file.added.v1`. */
-export interface BatchFileAddedNotification {
-  event: "batch_file_added";
-  data: BatchFileAddedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "file_operations";
-  priority: "immediate";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type BatchFileAddedNotification = NotificationMessage<"batch_file_added", BatchFileAddedData, "file_operations", "immediate">;
 
 /** The `data` of `batch_file_removed`: fields of BatchFileRemovedV1 forwarded to the browser. */
 export type BatchFileRemovedData = Pick<BatchFileRemovedV1, "batch_id" | "file_upload_id" | "filename" | "timestamp">;
 
 /** Sent to user_id, else owner of batch_id when `huleedu.file.batch.file.removed.v1` arrives on `huleedu.file.batch.file.removed.v1`. */
-export interface BatchFileRemovedNotification {
-  event: "batch_file_removed";
-  data: BatchFileRemovedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "file_operations";
-  priority: "immediate";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type BatchFileRemovedNotification = NotificationMessage<"batch_file_removed", BatchFileRemovedData, "file_operations", "immediate">;
 
 /** The `data` of `batch_phase_outcome`: fields of ELSBatchPhaseOutcomeV1 forwarded to the browser. */
 export type BatchPhaseOutcomeData = Pick<ELSBatchPhaseOutcomeV1, "batch_id" | "phase_name" | "phase_status" | "processed_essays" | "failed_essay_ids">;
 
 /** Sent to owner of batch_id when `huleedu.els.batch.phase.outcome.v1` arrives on `huleedu.els.batch.phase.outcome.v1`. */
-export interface BatchPhaseOutcomeNotification {
-  event: "batch_phase_outcome";
-  data: BatchPhaseOutcomeData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "batch_progress";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type BatchPhaseOutcomeNotification = NotificationMessage<"batch_phase_outcome", BatchPhaseOutcomeData, "batch_progress", "standard">;
 
 /** The `data` of `batch_validation_errors`: fields of BatchValidationErrorsV1 forwarded to the browser. */
 export type BatchValidationErrorsData = Pick<BatchValidationErrorsV1, "batch_id" | "failed_essays" | "error_summary">;
 
-/** Sent to owner of batch_id when `huleedu.batch.validation.errors.v1` (or huleedu.els.batch.validation.errors.v1) arrives on `huleedu.batch.validation.errors.v1`. */
-export interface BatchValidationErrorsNotification {
-  event: "batch_validation_errors";
-  data: BatchValidationErrorsData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "system_alerts";
-  priority: "immediate";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+/** Sent to owner of batch_id when `huleedu.batch.validation.errors.v1` (or huleedu.els.batch.validation.errors.v1) arrives on `huleedu.batch.validation.errors.v1` or `huleedu.els.batch.validation.errors.v1`. */
+export type BatchValidationErrorsNotification = NotificationMessage<"batch_validation_errors", BatchValidationErrorsData, "system_alerts", "immediate">;
 
 /** The `data` of `cj_assessment_completed`: fields of CJAssessmentCompletedV1 forwarded to the browser. */
 export type CjAssessmentCompletedData = Pick<CJAssessmentCompletedV1, "entity_id" | "status" | "cj_assessment_job_id" | "rankings" | "timestamp">;
 
 /** Sent to owner of entity_id when `huleedu.cj_assessment.completed.v1` (or cj_assessment.completed.v1) arrives on `huleedu.cj_assessment.completed.v1`. */
-export interface CjAssessmentCompletedNotification {
-  event: "cj_assessment_completed";
-  data: CjAssessmentCompletedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "processing_results";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type CjAssessmentCompletedNotification = NotificationMessage<"cj_assessment_completed", CjAssessmentCompletedData, "processing_results", "standard">;
 
 /** The `data` of `class_created`: fields of ClassCreatedV1 forwarded to the browser. */
 export type ClassCreatedData = Pick<ClassCreatedV1, "class_id" | "class_designation" | "course_codes" | "timestamp">;
 
 /** Sent to user_id when `huleedu.class.created.v1` arrives on `huleedu.class.created.v1`. */
-export interface ClassCreatedNotification {
-  event: "class_created";
-  data: ClassCreatedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "class_management";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type ClassCreatedNotification = NotificationMessage<"class_created", ClassCreatedData, "class_management", "standard">;
 
 /** The `data` of `essay_content_provisioned`: fields of EssayContentProvisionedV1 forwarded to the browser. */
 export type EssayContentProvisionedData = Pick<EssayContentProvisionedV1, "entity_id" | "file_upload_id" | "original_file_name" | "file_size_bytes" | "timestamp">;
 
-/** Sent to owner of entity_id when `huleedu.essay.content.provisioned.v1` (or huleedu.file.essay.content.provisioned.v1) arrives on `huleedu.essay.content.provisioned.v1`. */
-export interface EssayContentProvisionedNotification {
-  event: "essay_content_provisioned";
-  data: EssayContentProvisionedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "file_operations";
-  priority: "low";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+/** Sent to owner of entity_id when `huleedu.essay.content.provisioned.v1` (or huleedu.file.essay.content.provisioned.v1) arrives on `huleedu.essay.content.provisioned.v1` or `huleedu.file.essay.content.provisioned.v1`. */
+export type EssayContentProvisionedNotification = NotificationMessage<"essay_content_provisioned", EssayContentProvisionedData, "file_operations", "low">;
 
 /** The `data` of `essay_student_association_updated`: fields of EssayStudentAssociationUpdatedV1 forwarded to the browser. */
 export type EssayStudentAssociationUpdatedData = Pick<EssayStudentAssociationUpdatedV1, "batch_id" | "essay_id" | "student_id" | "first_name" | "last_name" | "student_email" | "association_method" | "confidence_score" | "timestamp">;
 
-/** Sent to created_by_user_id, else owner of batch_id when `huleedu.essay.student.association.updated.v1` (or huleedu.class.essay.association.updated.v1) arrives on `huleedu.essay.student.association.updated.v1`. */
-export interface EssayStudentAssociationUpdatedNotification {
-  event: "essay_student_association_updated";
-  data: EssayStudentAssociationUpdatedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "student_workflow";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+/** Sent to created_by_user_id, else owner of batch_id when `huleedu.essay.student.association.updated.v1` (or huleedu.class.essay.association.updated.v1) arrives on `huleedu.essay.student.association.updated.v1` or `huleedu.class.essay.association.updated.v1`. */
+export type EssayStudentAssociationUpdatedNotification = NotificationMessage<"essay_student_association_updated", EssayStudentAssociationUpdatedData, "student_workflow", "standard">;
 
 /** The `data` of `essay_validation_failed`: fields of EssayValidationFailedV1 forwarded to the browser. */
 export type EssayValidationFailedData = Pick<EssayValidationFailedV1, "entity_id" | "file_upload_id" | "original_file_name" | "validation_error_code" | "file_size_bytes" | "timestamp">;
 
-/** Sent to owner of entity_id when `huleedu.essay.validation.failed.v1` (or huleedu.file.essay.validation.failed.v1) arrives on `huleedu.essay.validation.failed.v1`. */
-export interface EssayValidationFailedNotification {
-  event: "essay_validation_failed";
-  data: EssayValidationFailedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "system_alerts";
-  priority: "immediate";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+/** Sent to owner of entity_id when `huleedu.essay.validation.failed.v1` (or huleedu.file.essay.validation.failed.v1) arrives on `huleedu.essay.validation.failed.v1` or `huleedu.file.essay.validation.failed.v1`. */
+export type EssayValidationFailedNotification = NotificationMessage<"essay_validation_failed", EssayValidationFailedData, "system_alerts", "immediate">;
 
 /** The `data` of `spellcheck_completed`: fields of SpellcheckResultDataV1 forwarded to the browser. */
 export type SpellcheckCompletedData = Pick<SpellcheckResultDataV1, "entity_id" | "parent_id" | "status" | "corrections_made" | "timestamp">;
 
 /** Sent to owner of parent_id when `huleedu.essay.spellcheck.completed.v1` arrives on `huleedu.essay.spellcheck.completed.v1`. */
-export interface SpellcheckCompletedNotification {
-  event: "spellcheck_completed";
-  data: SpellcheckCompletedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "processing_results";
-  priority: "low";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type SpellcheckCompletedNotification = NotificationMessage<"spellcheck_completed", SpellcheckCompletedData, "processing_results", "low">;
 
 /** The `data` of `student_created`: fields of StudentCreatedV1 forwarded to the browser. */
 export type StudentCreatedData = Pick<StudentCreatedV1, "student_id" | "first_name" | "last_name" | "student_email" | "class_ids" | "timestamp">;
 
-/** Sent to created_by_user_id when `huleedu.student.created.v1` (or huleedu.class.student.created.v1) arrives on `huleedu.student.created.v1`. */
-export interface StudentCreatedNotification {
-  event: "student_created";
-  data: StudentCreatedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "class_management";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+/** Sent to created_by_user_id when `huleedu.student.created.v1` (or huleedu.class.student.created.v1) arrives on `huleedu.student.created.v1` or `huleedu.class.student.created.v1`. */
+export type StudentCreatedNotification = NotificationMessage<"student_created", StudentCreatedData, "class_management", "standard">;
 
 /** Every notification, discriminated by `event`. */
 export type Notification =
@@ -711,14 +563,13 @@ export type Notification =
   | SpellcheckCompletedNotification
   | StudentCreatedNotification;
 
-/** The notification names browsers can receive. */
-export type NotificationName = Notification["event"];
+/** Every notification name, in definition order. */
+export const NotificationName = ["batch_content_provisioning_completed", "batch_essays_ready", "batch_file_added", "batch_file_removed", "batch_phase_outcome", "batch_validation_errors", "cj_assessment_completed", "class_created", "essay_content_provisioned", "essay_student_association_updated", "essay_validation_failed", "spellcheck_completed", "student_created"] as const;
+export type NotificationName = (typeof NotificationName)[number];
 
 /** The notification with the given name. */
 export type NotificationOf<N extends NotificationName> = Extract<Notification, { event: N }>;
 
-/** Every notification name, in definition order. */
-export const NOTIFICATION_NAMES = ["batch_content_provisioning_completed", "batch_essays_ready", "batch_file_added", "batch_file_removed", "batch_phase_outcome", "batch_validation_errors", "cj_assessment_completed", "class_created", "essay_content_provisioned", "essay_student_association_updated", "essay_validation_failed", "spellcheck_completed", "student_created"] as const;
-
 /** The canonical `event_type` of every event, in definition order. */
-export const EVENT_TYPES = ["huleedu.batch.content.provisioning.completed.v1", "huleedu.batch.essays.ready.v1", "huleedu.file.batch.file.added.v1", "huleedu.file.batch.file.removed.v1", "huleedu.els.batch.phase.outcome.v1", "huleedu.batch.validation.errors.v1", "huleedu.cj_assessment.completed.v1", "huleedu.class.created.v1", "huleedu.essay.content.provisioned.v1", "huleedu.essay.student.association.updated.v1", "huleedu.essay.validation.failed.v1", "huleedu.essay.spellcheck.completed.v1", "huleedu.student.created.v1"] as const;
+export const EventType = ["huleedu.batch.content.provisioning.completed.v1", "huleedu.batch.essays.ready.v1", "huleedu.file.batch.file.added.v1", "huleedu.file.batch.file.removed.v1", "huleedu.els.batch.phase.outcome.v1", "huleedu.batch.validation.errors.v1", "huleedu.cj_assessment.completed.v1", "huleedu.class.created.v1", "huleedu.essay.content.provisioned.v1", "huleedu.essay.student.association.updated.v1", "huleedu.essay.validation.failed.v1", "huleedu.essay.spellcheck.completed.v1", "huleedu.student.created.v1"] as const;
+export type EventType = (typeof EventType)[number];

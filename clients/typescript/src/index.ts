@@ -8,12 +8,12 @@
  * @module
  */
 
-import { NOTIFICATION_NAMES } from "./events.js";
-import type { Notification, NotificationName, NotificationOf } from "./events.js";
+import { NotificationName } from "./events.js";
+import type { Notification, NotificationOf } from "./events.js";
 
 export * from "./events.js";
 
-const NAMES: ReadonlySet<string> = new Set<string>(NOTIFICATION_NAMES);
+const NAMES: ReadonlySet<string> = new Set<string>(NotificationName);
 
 /** True for a plain JSON object: not null, not an array. */
 function isJsonObject(value: unknown): value is Record<string, unknown> {
@@ -24,7 +24,7 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
  * Parses one WebSocket text frame from herald.
  *
  * Returns the notification when `text` is JSON for an object whose `event` is one of
- * {@link NOTIFICATION_NAMES} and whose `data` is an object; returns `null` for anything else
+ * {@link NotificationName} and whose `data` is an object; returns `null` for anything else
  * (invalid JSON, another message shape, or a notification name these types do not know yet, e.g.
  * one added on the server after this package was built). It never throws.
  *

@@ -13,7 +13,7 @@
 #[herald(
     event_type = "example.audit.flagged.v1",
     aliases(),
-    topic = "example.audit.v1",
+    topics("example.audit.v1"),
     notification = "audit_flagged",
     category = "system_alerts",
     priority = "immediate",
@@ -98,7 +98,7 @@ impl<D> EventEnvelope<D> {
 #[herald(
     event_type = "example.greeting.sent.v1",
     aliases(),
-    topic = "example.greetings.v1",
+    topics("example.greetings.v1"),
     notification = "greeting_sent",
     category = "class_management",
     priority = "standard",
@@ -246,26 +246,30 @@ pub const EVENTS: &[::herald_runtime::EventInfo] = &[
         type_name: "AuditFlaggedV1",
         event_type: "example.audit.flagged.v1",
         aliases: &[],
-        topic: "example.audit.v1",
+        topics: &["example.audit.v1"],
         notification: "audit_flagged",
         category: ::herald_runtime::Category::SystemAlerts,
         priority: ::herald_runtime::Priority::Immediate,
         handling: ::herald_runtime::Handling::Custom,
         handler: "handle_audit_flagged",
         recipient: "user_id",
+        recipient_user_key: ::std::option::Option::Some("user_id"),
+        example: "{\"event_id\":\"2229eeec-e538-47a5-9b9c-bc4c52bd25f8\",\"event_type\":\"example.audit.flagged.v1\",\"event_timestamp\":\"2025-08-01T09:00:00Z\",\"correlation_id\":\"0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f\",\"data\":{\"user_id\":\"u-1\",\"reason\":\"spam\"},\"metadata\":null}",
     },
     ::herald_runtime::EventInfo {
         type_name: "GreetingSentV1",
         event_type: "example.greeting.sent.v1",
         aliases: &[],
-        topic: "example.greetings.v1",
+        topics: &["example.greetings.v1"],
         notification: "greeting_sent",
         category: ::herald_runtime::Category::ClassManagement,
         priority: ::herald_runtime::Priority::Standard,
         handling: ::herald_runtime::Handling::Declarative,
         handler: "handle_greeting_sent",
         recipient: "user_id",
+        recipient_user_key: ::std::option::Option::Some("user_id"),
+        example: "{\"event_id\":\"0af75a96-9f0e-4ecb-b06d-ab62fcbfc63e\",\"event_type\":\"example.greeting.sent.v1\",\"event_timestamp\":\"2025-08-01T09:00:00Z\",\"correlation_id\":\"0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f\",\"data\":{\"user_id\":\"u-1\",\"text\":\"hello\"},\"metadata\":null}",
     },
 ];
-/// The default Kafka topics of all events, sorted, without duplicates.
+/// Every event's default Kafka topics, sorted, without duplicates.
 pub const TOPICS: &[&str] = &["example.audit.v1", "example.greetings.v1"];

@@ -38,60 +38,59 @@ export interface GreetingSentV1 {
 // Notifications: what browsers receive on the socket.
 
 /** The category a notification is filed under. */
-export type NotificationCategory = "batch_progress" | "processing_results" | "file_operations" | "class_management" | "student_workflow" | "system_alerts";
+export const NotificationCategory = ["batch_progress", "processing_results", "file_operations", "class_management", "student_workflow", "system_alerts"] as const;
+export type NotificationCategory = (typeof NotificationCategory)[number];
 
 /** How urgently a notification should reach the browser. */
-export type NotificationPriority = "immediate" | "standard" | "low";
+export const NotificationPriority = ["immediate", "standard", "low"] as const;
+export type NotificationPriority = (typeof NotificationPriority)[number];
+
+/**
+ * The shape every notification shares; each event fixes its name, data, category and priority.
+ */
+export interface NotificationMessage<
+  Name extends string,
+  Data,
+  Category extends NotificationCategory,
+  Priority extends NotificationPriority,
+> {
+  event: Name;
+  data: Data;
+  /** Identifies this notification; a client may use it to drop a repeated copy. */
+  id: string;
+  /** The `event_id` of the Kafka event it was built from. */
+  event_id: string;
+  category: Category;
+  priority: Priority;
+  /** The event's `event_timestamp` (RFC 3339). */
+  timestamp: string;
+  correlation_id: string;
+}
 
 /** The `data` of `audit_flagged`: fields of AuditFlaggedV1 forwarded to the browser. */
 export type AuditFlaggedData = Pick<AuditFlaggedV1, "reason">;
 
 /** Sent to user_id when `example.audit.flagged.v1` arrives on `example.audit.v1`. */
-export interface AuditFlaggedNotification {
-  event: "audit_flagged";
-  data: AuditFlaggedData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "system_alerts";
-  priority: "immediate";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type AuditFlaggedNotification = NotificationMessage<"audit_flagged", AuditFlaggedData, "system_alerts", "immediate">;
 
 /** The `data` of `greeting_sent`: fields of GreetingSentV1 forwarded to the browser. */
 export type GreetingSentData = Pick<GreetingSentV1, "text">;
 
 /** Sent to user_id when `example.greeting.sent.v1` arrives on `example.greetings.v1`. */
-export interface GreetingSentNotification {
-  event: "greeting_sent";
-  data: GreetingSentData;
-  /** Identifies this notification; a client may use it to drop a repeated copy. */
-  id: string;
-  /** The `event_id` of the Kafka event it was built from. */
-  event_id: string;
-  category: "class_management";
-  priority: "standard";
-  /** The event's `event_timestamp` (RFC 3339). */
-  timestamp: string;
-  correlation_id: string;
-}
+export type GreetingSentNotification = NotificationMessage<"greeting_sent", GreetingSentData, "class_management", "standard">;
 
 /** Every notification, discriminated by `event`. */
 export type Notification =
   | AuditFlaggedNotification
   | GreetingSentNotification;
 
-/** The notification names browsers can receive. */
-export type NotificationName = Notification["event"];
+/** Every notification name, in definition order. */
+export const NotificationName = ["audit_flagged", "greeting_sent"] as const;
+export type NotificationName = (typeof NotificationName)[number];
 
 /** The notification with the given name. */
 export type NotificationOf<N extends NotificationName> = Extract<Notification, { event: N }>;
 
-/** Every notification name, in definition order. */
-export const NOTIFICATION_NAMES = ["audit_flagged", "greeting_sent"] as const;
-
 /** The canonical `event_type` of every event, in definition order. */
-export const EVENT_TYPES = ["example.audit.flagged.v1", "example.greeting.sent.v1"] as const;
+export const EventType = ["example.audit.flagged.v1", "example.greeting.sent.v1"] as const;
+export type EventType = (typeof EventType)[number];

@@ -118,7 +118,7 @@ pub struct SharedRef {
 #[herald(
     event_type = "example.thing.happened.v1",
     aliases("thing.happened.v1"),
-    topic = "example.things.v1",
+    topics("example.things.v1"),
     notification = "thing_happened",
     category = "batch_progress",
     priority = "low",
@@ -327,14 +327,16 @@ pub const EVENTS: &[::herald_runtime::EventInfo] = &[
         type_name: "ThingHappenedV1",
         event_type: "example.thing.happened.v1",
         aliases: &["thing.happened.v1"],
-        topic: "example.things.v1",
+        topics: &["example.things.v1"],
         notification: "thing_happened",
         category: ::herald_runtime::Category::BatchProgress,
         priority: ::herald_runtime::Priority::Low,
         handling: ::herald_runtime::Handling::Declarative,
         handler: "handle_thing_happened",
         recipient: "user_id, else owner of batch_id",
+        recipient_user_key: ::std::option::Option::Some("user_id"),
+        example: "{\"event_id\":\"f0fb8a12-0d05-4ad3-83e3-9c1243382290\",\"event_type\":\"example.thing.happened.v1\",\"event_timestamp\":\"2025-08-01T09:00:00Z\",\"correlation_id\":\"0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f\",\"data\":{\"batch_id\":\"b-1\",\"user_id\":null,\"count\":3,\"refs\":[],\"type\":\"t\"},\"metadata\":null}",
     },
 ];
-/// The default Kafka topics of all events, sorted, without duplicates.
+/// Every event's default Kafka topics, sorted, without duplicates.
 pub const TOPICS: &[&str] = &["example.things.v1"];

@@ -24,10 +24,8 @@ export interface EventEnvelope<D = unknown> {
 }
 
 /** How serious something is. */
-export type Level = "LOW" | "high_risk" | "3rd";
-
-/** The values of Level known when these types were generated. */
-export const LEVEL_VALUES = ["LOW", "high_risk", "3rd"] as const;
+export const Level = ["LOW", "high_risk", "3rd"] as const;
+export type Level = (typeof Level)[number];
 
 export interface Score {
   value: number;
@@ -70,49 +68,58 @@ export interface ThingHappenedV1Detail {
   levels?: Array<Open<Level>>;
 }
 
-export type ThingHappenedV1Mode = "fast" | "slow";
-
-/** The values of ThingHappenedV1Mode known when these types were generated. */
-export const THING_HAPPENED_V1_MODE_VALUES = ["fast", "slow"] as const;
+export const ThingHappenedV1Mode = ["fast", "slow"] as const;
+export type ThingHappenedV1Mode = (typeof ThingHappenedV1Mode)[number];
 
 // Notifications: what browsers receive on the socket.
 
 /** The category a notification is filed under. */
-export type NotificationCategory = "batch_progress" | "processing_results" | "file_operations" | "class_management" | "student_workflow" | "system_alerts";
+export const NotificationCategory = ["batch_progress", "processing_results", "file_operations", "class_management", "student_workflow", "system_alerts"] as const;
+export type NotificationCategory = (typeof NotificationCategory)[number];
 
 /** How urgently a notification should reach the browser. */
-export type NotificationPriority = "immediate" | "standard" | "low";
+export const NotificationPriority = ["immediate", "standard", "low"] as const;
+export type NotificationPriority = (typeof NotificationPriority)[number];
 
-/** The `data` of `thing_happened`: fields of ThingHappenedV1 forwarded to the browser. */
-export type ThingHappenedData = Pick<ThingHappenedV1, "batch_id" | "user_id" | "note" | "mode" | "type" | "fileName">;
-
-/** Sent to user_id, else owner of batch_id when `example.thing.happened.v1` (or thing.happened.v1) arrives on `example.things.v1`. */
-export interface ThingHappenedNotification {
-  event: "thing_happened";
-  data: ThingHappenedData;
+/**
+ * The shape every notification shares; each event fixes its name, data, category and priority.
+ */
+export interface NotificationMessage<
+  Name extends string,
+  Data,
+  Category extends NotificationCategory,
+  Priority extends NotificationPriority,
+> {
+  event: Name;
+  data: Data;
   /** Identifies this notification; a client may use it to drop a repeated copy. */
   id: string;
   /** The `event_id` of the Kafka event it was built from. */
   event_id: string;
-  category: "batch_progress";
-  priority: "low";
+  category: Category;
+  priority: Priority;
   /** The event's `event_timestamp` (RFC 3339). */
   timestamp: string;
   correlation_id: string;
 }
 
+/** The `data` of `thing_happened`: fields of ThingHappenedV1 forwarded to the browser. */
+export type ThingHappenedData = Pick<ThingHappenedV1, "batch_id" | "user_id" | "note" | "mode" | "type" | "fileName">;
+
+/** Sent to user_id, else owner of batch_id when `example.thing.happened.v1` (or thing.happened.v1) arrives on `example.things.v1`. */
+export type ThingHappenedNotification = NotificationMessage<"thing_happened", ThingHappenedData, "batch_progress", "low">;
+
 /** Every notification, discriminated by `event`. */
 export type Notification =
   | ThingHappenedNotification;
 
-/** The notification names browsers can receive. */
-export type NotificationName = Notification["event"];
+/** Every notification name, in definition order. */
+export const NotificationName = ["thing_happened"] as const;
+export type NotificationName = (typeof NotificationName)[number];
 
 /** The notification with the given name. */
 export type NotificationOf<N extends NotificationName> = Extract<Notification, { event: N }>;
 
-/** Every notification name, in definition order. */
-export const NOTIFICATION_NAMES = ["thing_happened"] as const;
-
 /** The canonical `event_type` of every event, in definition order. */
-export const EVENT_TYPES = ["example.thing.happened.v1"] as const;
+export const EventType = ["example.thing.happened.v1"] as const;
+export type EventType = (typeof EventType)[number];

@@ -1,12 +1,12 @@
 #[derive(herald_macros::Event)]
 #[herald(
     event_type = "e",
-    topic = "t",
+    topics("t"),
     notification = "n",
     category = "batch_progress",
     priority = "low",
     recipient(user = user_id),
-    topic = "t2",
+    topics("t2"),
 )]
 struct Created {
     user_id: String,

@@ -1,7 +1,7 @@
 #[derive(herald_macros::Event)]
 #[herald(
     event_type = "e",
-    topic = "t",
+    topics("t"),
     notification = "ClassCreated",
     category = "batch_progress",
     priority = "low",

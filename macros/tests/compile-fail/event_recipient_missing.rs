@@ -1,5 +1,5 @@
 #[derive(herald_macros::Event)]
-#[herald(event_type = "e", topic = "t", notification = "n", category = "batch_progress", priority = "low")]
+#[herald(event_type = "e", topics("t"), notification = "n", category = "batch_progress", priority = "low")]
 struct Created {
     user_id: String,
 }

@@ -1,7 +1,7 @@
 #[derive(herald_macros::Event)]
 #[herald(
     event_type = "e",
-    topic = "t",
+    topics("t"),
     notification = "n",
     category = "batch_progress",
     priority = "low",
