@@ -915,4 +915,27 @@ OpehR4+Q2rb5plJpRoKe1sb/HHF3XXWo
         assert_eq!(extracted.echo_protocol.as_deref(), Some("bearer"));
         assert_eq!(strict_hs256_authenticator().verify(extracted.token.expose_secret()), Ok(USER_ID.to_owned()));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Tokens are foreign bytes: whatever arrives is refused with a reason, never a panic. (No
+        /// random text carries a valid signature, so every one of these must be refused.)
+        #[test]
+        fn arbitrary_tokens_are_refused_without_panicking(
+            text in "(?s).{0,300}",
+            segments in proptest::collection::vec("[A-Za-z0-9_-]{0,40}", 0..5),
+            header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+        ) {
+            let authenticator = strict_hs256_authenticator();
+            proptest::prop_assert!(authenticator.verify(&text).is_err());
+            proptest::prop_assert!(authenticator.verify(&segments.join(".")).is_err());
+            proptest::prop_assert!(authenticator.verify(&hand_built_token(&header, &payload, "c2ln")).is_err());
+            let json_header = format!(r#"{{"alg":{}}}"#, serde_json::Value::from(String::from_utf8_lossy(&header)));
+            proptest::prop_assert!(
+                authenticator.verify(&hand_built_token(json_header.as_bytes(), &payload, "")).is_err()
+            );
+        }
+    }
 }
