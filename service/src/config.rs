@@ -1,5 +1,5 @@
 //! Configuration: command-line flags, each with an environment variable (`HERALD_*`), and
-//! optionally a file (`--config FILE` or `HERALD_CONFIG`) of `flag = value` lines.
+//! optionally a TOML file (`--config FILE` or `HERALD_CONFIG`) of `flag-name = value` pairs.
 //!
 //! Precedence: flags on the command line, then the file, then the environment, then defaults.
 //!
@@ -11,14 +11,18 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// herald: real-time notifications for HuleEdu teachers, from Kafka events to WebSockets.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "herald", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
-    /// A file of `flag = value` lines (e.g. `kafka-brokers = kafka:9092`); `#` starts a comment.
-    /// Flags given on the command line win over the file.
+    /// A TOML file of `flag-name = value` pairs, one per flag without its `--`: strings quoted
+    /// (`kafka-brokers = "kafka:9092"`), numbers and booleans bare (`send-queue = 512`,
+    /// `http-ingest = true`), repeatable flags as arrays (`topic = ["a=b", "c=d"]`); `#` starts a
+    /// comment outside strings. Flags on the command line win over the file, the file over the
+    /// environment.
     #[arg(long, env = "HERALD_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -97,7 +101,7 @@ pub struct Config {
 
     /// Shared secret for HS256 tokens (the default algorithm).
     #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
 
     /// PEM public key for RS256 or ES256 tokens (instead of --jwt-secret).
     #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
@@ -175,7 +179,7 @@ pub struct Config {
     /// Secret that POST /v1/events requires as `Authorization: Bearer <token>`. Required with
     /// --http-ingest in production mode; optional in embedded mode (when unset, anyone may post).
     #[arg(long, env = "HERALD_INGEST_TOKEN", hide_env_values = true)]
-    pub ingest_token: Option<String>,
+    pub ingest_token: Option<SecretString>,
 
     /// Owner lookups (--owner-lookup-url) running at once; more wait their turn, never the consumer.
     #[arg(long, env = "HERALD_OWNER_LOOKUP_CONCURRENCY", default_value_t = 8)]
@@ -207,31 +211,92 @@ impl Config {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         let first = Config::try_parse_from(&args)?;
         let Some(path) = &first.config else { return Ok(first) };
-        let invalid =
-            |message: String| clap::Error::raw(clap::error::ErrorKind::Io, format!("{}: {message}\n", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|error| invalid(error.to_string()))?;
+        let invalid = |error: ConfigFileError| {
+            clap::Error::raw(clap::error::ErrorKind::Io, format!("config file {}: {error}\n", path.display()))
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| invalid(ConfigFileError::Read { source }))?;
         let mut combined: Vec<std::ffi::OsString> = args.iter().take(1).cloned().collect();
+        // Before the command line, so that its flags win; as arguments, so that they win over the
+        // environment.
         combined.extend(file_args(&text).map_err(invalid)?.into_iter().map(Into::into));
         combined.extend(args.iter().skip(1).cloned());
         Config::try_parse_from(combined)
     }
 }
 
-/// Turns `flag = value` lines into `--flag=value` arguments.
-fn file_args(text: &str) -> Result<Vec<String>, String> {
+/// Why a config file cannot be used. The file's path is added by [`Config::load`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read it: {source}")]
+    Read {
+        /// Why reading failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error(
+        "it is not valid TOML (write `flag-name = value`, strings in quotes, e.g. \
+         `kafka-brokers = \"kafka:9092\"`): {source}"
+    )]
+    Toml {
+        /// The TOML parser's report, with the line and column.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A key that names no flag.
+    #[error("`{key}` is not a flag of herald (`herald --help` lists them; write them without `--`)")]
+    UnknownFlag {
+        /// The key as written.
+        key: String,
+    },
+    /// A value TOML allows but no flag takes: a table, a date, a nested array.
+    #[error("`{key}` has a {kind} value: give a string, number or boolean, or an array of them for a repeatable flag")]
+    UnsupportedValue {
+        /// The key as written.
+        key: String,
+        /// The kind of value found.
+        kind: &'static str,
+    },
+    /// A config file naming another config file.
+    #[error("a config file cannot name another (`config = ...`)")]
+    NestedConfig,
+}
+
+/// Turns a TOML file of `flag-name = value` pairs into `--flag-name=value` arguments: an array gives
+/// the flag once per element, `true` gives a switch, `false` leaves it out.
+fn file_args(text: &str) -> Result<Vec<String>, ConfigFileError> {
+    let table: toml::Table = text.parse().map_err(|source| ConfigFileError::Toml { source })?;
+    let command = Config::command();
     let mut args = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default().trim();
-        if line.is_empty() {
-            continue;
+    for (key, value) in table {
+        if key == "config" {
+            return Err(ConfigFileError::NestedConfig);
         }
-        let (flag, value) =
-            line.split_once('=').ok_or_else(|| format!("line {}: expected `flag = value`", number + 1))?;
-        let (flag, value) = (flag.trim().trim_start_matches("--"), value.trim().trim_matches('"'));
-        if flag == "config" {
-            return Err(format!("line {}: a config file cannot name another", number + 1));
+        if !command.get_arguments().any(|argument| argument.get_long() == Some(key.as_str())) {
+            return Err(ConfigFileError::UnknownFlag { key });
         }
-        args.push(format!("--{flag}={value}"));
+        let elements = match value {
+            toml::Value::Array(elements) => elements,
+            single => vec![single],
+        };
+        for element in elements {
+            match element {
+                toml::Value::String(text) => args.push(format!("--{key}={text}")),
+                toml::Value::Integer(number) => args.push(format!("--{key}={number}")),
+                toml::Value::Float(number) => args.push(format!("--{key}={number}")),
+                toml::Value::Boolean(true) => args.push(format!("--{key}")),
+                toml::Value::Boolean(false) => {}
+                other => {
+                    let kind = match other {
+                        toml::Value::Array(_) => "nested array",
+                        toml::Value::Table(_) => "table",
+                        _ => "date",
+                    };
+                    return Err(ConfigFileError::UnsupportedValue { key, kind });
+                }
+            }
+        }
     }
     Ok(args)
 }
@@ -299,12 +364,15 @@ impl Config {
                  --allow-unscoped-tokens to accept tokens without checking them"
                 .into());
         }
-        if !self.embedded() && self.http_ingest && self.ingest_token.as_deref().is_none_or(str::is_empty) {
+        if !self.embedded()
+            && self.http_ingest
+            && self.ingest_token.as_ref().is_none_or(|token| token.expose_secret().is_empty())
+        {
             return Err("--http-ingest in production mode needs --ingest-token: without it anyone who can reach \
                  herald could post events"
                 .into());
         }
-        if self.ingest_token.as_deref() == Some("") {
+        if self.ingest_token.as_ref().is_some_and(|token| token.expose_secret().is_empty()) {
             return Err("--ingest-token is empty: set a secret, or unset it".into());
         }
         if self.owner_lookup_concurrency == 0 || self.owner_lookup_timeout_seconds == 0 {
@@ -382,20 +450,67 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn config_files_become_flags_and_the_command_line_wins() {
-        let file = "# herald\nkafka-brokers = kafka:9092\nredis-url = \"redis://r:6379\"\ntopic = batch_essays_ready=a.b\n\njwt-secret = s # inline\njwt-audience = a\njwt-issuer = i\n";
+    fn parse_with_file(file: &str, command_line: &[&str]) -> Config {
         let mut args = vec!["herald".to_owned()];
         args.extend(file_args(file).unwrap());
-        args.extend(["--kafka-brokers".to_owned(), "other:9092".to_owned()]);
-        let config = Config::try_parse_from(args).unwrap();
+        args.extend(command_line.iter().map(|arg| (*arg).to_owned()));
+        Config::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn config_files_become_flags_and_the_command_line_wins() {
+        let file = r##"
+            # herald
+            kafka-brokers = "kafka:9092"
+            redis-url = "redis://r:6379"
+            topic = "batch_essays_ready=a.b"
+            jwt-secret = "s#not-a-comment" # a comment
+            jwt-audience = 'a'
+            jwt-issuer = "i"
+            send-queue = 512
+            http-ingest = true
+            allow-unscoped-tokens = false
+            ingest-token = "t"
+            kafka-option = ["security.protocol=SSL", "client.id=herald"]
+        "##;
+        let config = parse_with_file(file, &["--kafka-brokers", "other:9092"]);
         assert_eq!(config.kafka_brokers.as_deref(), Some("other:9092"));
         assert_eq!(config.redis_url.as_deref(), Some("redis://r:6379"));
         assert_eq!(config.topic_overrides, [("batch_essays_ready".to_owned(), "a.b".to_owned())]);
-        assert!(config.validate().is_ok());
+        assert_eq!(config.jwt_secret.as_ref().map(|secret| secret.expose_secret()), Some("s#not-a-comment"));
+        assert_eq!(config.send_queue, 512);
+        assert!(config.http_ingest);
+        assert!(!config.allow_unscoped_tokens);
+        assert_eq!(
+            config.kafka_options,
+            [("security.protocol".to_owned(), "SSL".to_owned()), ("client.id".to_owned(), "herald".to_owned())]
+        );
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
         assert!(config.topics().contains(&"a.b".to_owned()));
         assert!(!config.topics().contains(&"huleedu.batch.essays.ready.v1".to_owned()));
-        assert!(file_args("no equals sign").is_err());
+        assert!(!format!("{config:?}").contains("s#not-a-comment"), "Debug shows the secret");
+    }
+
+    #[test]
+    fn bad_config_files_say_what_is_wrong() {
+        let cases = [
+            ("kafka-brokers = kafka:9092", "not valid TOML"),
+            ("no equals sign", "not valid TOML"),
+            ("kafka-brokers = \"a\"\nkafka-brokers = \"b\"", "not valid TOML"),
+            ("kafka-borkers = \"kafka:9092\"", "`kafka-borkers` is not a flag"),
+            ("--kafka-brokers = \"kafka:9092\"", "write them without `--`"),
+            ("config = \"other.toml\"", "cannot name another"),
+            ("[kafka]\nbrokers = \"kafka:9092\"", "`kafka` is not a flag"),
+            ("[listen]\nhost = \"0.0.0.0\"", "`listen` has a table value"),
+            ("topic = [[\"a=b\"]]", "nested array"),
+            ("listen = 1979-05-27", "date"),
+        ];
+        for (file, expected) in cases {
+            match file_args(file) {
+                Ok(args) => panic!("{file:?} was accepted as {args:?}"),
+                Err(error) => assert!(error.to_string().contains(expected), "{file:?}: {error}"),
+            }
+        }
     }
 
     #[test]
@@ -473,5 +588,37 @@ mod tests {
         check_production(&with(&[]), None);
         let embedded = Config::try_parse_from(["herald", "--http-ingest"]).unwrap();
         assert!(embedded.validate().is_ok(), "embedded mode needs no ingest token");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text as a config file gives arguments or an error that says what is wrong; never a
+        /// panic, neither here nor when clap reads the arguments.
+        #[test]
+        fn any_config_file_gives_arguments_or_a_clear_error(text in "(?s).{0,200}") {
+            match file_args(&text) {
+                Ok(args) => {
+                    proptest::prop_assert!(args.iter().all(|arg| arg.starts_with("--")), "{args:?}");
+                    let _ = Config::try_parse_from(std::iter::once("herald".to_owned()).chain(args));
+                }
+                Err(error) => proptest::prop_assert!(error.to_string().len() > 20, "{error}"),
+            }
+        }
+
+        /// Text shaped like a config file (flag names, `=`, quotes, comments, brackets) reaches the
+        /// deeper paths that random text rarely does.
+        #[test]
+        fn config_shaped_files_never_panic(
+            lines in proptest::collection::vec(
+                "(kafka-brokers|topic|send-queue|http-ingest|jwt-secret|config|x)? ?=? ?(\"[^\"\n]{0,8}\"|[0-9]{1,4}|true|\\[|\\]|#|'|\\{)*",
+                0..6,
+            )
+        ) {
+            let text = lines.join("\n");
+            if let Ok(args) = file_args(&text) {
+                let _ = Config::try_parse_from(std::iter::once("herald".to_owned()).chain(args));
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 use crate::AppState;
@@ -72,7 +73,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 /// (required in production), only a request carrying it as a bearer token is accepted.
 async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(expected) = &app.ingest_token
-        && !presents_ingest_token(&headers, expected)
+        && !presents_ingest_token(&headers, expected.expose_secret())
     {
         let message = "POST /v1/events needs `Authorization: Bearer <ingest token>` (the --ingest-token secret)";
         return (

@@ -31,10 +31,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::{Config, StartFrom};
+pub use crate::auth::AuthSetupError;
+pub use crate::config::{Config, ConfigFileError, StartFrom};
 
 /// What every request handler shares.
 pub(crate) struct AppState {
@@ -53,7 +55,7 @@ pub(crate) struct AppState {
     pub max_record_bytes: usize,
     pub http_ingest: bool,
     /// The secret `POST /v1/events` requires as a bearer token, when configured.
-    pub ingest_token: Option<String>,
+    pub ingest_token: Option<SecretString>,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
 }
@@ -64,15 +66,24 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
-    /// The JWT key could not be loaded.
+    /// The JWT public key file could not be read.
+    #[error("JWT key: cannot read {path}: {source}")]
+    KeyFile {
+        /// The configured `--jwt-public-key`.
+        path: std::path::PathBuf,
+        /// Why reading failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JWT key or its settings cannot be used.
     #[error("JWT key: {0}")]
-    Key(String),
+    Key(#[from] AuthSetupError),
     /// Redis could not be reached at start-up.
     #[error("redis: {0}")]
-    Redis(String),
+    Redis(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The Kafka client could not be created.
     #[error("kafka: {0}")]
-    Kafka(String),
+    Kafka(#[source] rdkafka::error::KafkaError),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
@@ -97,8 +108,7 @@ pub async fn run(
     let (metrics, registry) = metrics::Metrics::new();
     let health = health::Health::new(metrics.clone());
     let stop = CancellationToken::new();
-    let authenticator =
-        auth::Authenticator::new(auth_config(&config)?).map_err(|error| StartError::Key(error.to_string()))?;
+    let authenticator = auth::Authenticator::new(auth_config(&config)?)?;
     let parking = backend::Parking {
         ttl_seconds: config.parked_ttl_seconds,
         max_per_batch: config.parked_max_per_batch.max(1),
@@ -126,9 +136,8 @@ pub async fn run(
                 stop.clone(),
             )
             .await
-            .map_err(|error| StartError::Redis(error.0))?;
-            let kafka = consumer::Kafka::connect(&config, brokers, metrics.clone())
-                .map_err(|error| StartError::Kafka(error.to_string()))?;
+            .map_err(|error| StartError::Redis(error.into()))?;
+            let kafka = consumer::Kafka::connect(&config, brokers, metrics.clone()).map_err(StartError::Kafka)?;
             tasks.spawn("redis subscriber", async move {
                 backend::subscribe(subscriber).await;
                 Ok(())
@@ -235,15 +244,14 @@ pub async fn run(
 fn auth_config(config: &Config) -> Result<auth::AuthConfig, StartError> {
     let key = match (&config.jwt_secret, &config.jwt_public_key) {
         (_, Some(path)) => {
-            let pem = std::fs::read(path)
-                .map_err(|error| StartError::Key(format!("cannot read {}: {error}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|source| StartError::KeyFile { path: path.clone(), source })?;
             match config.jwt_algorithm.as_str() {
                 "ES256" => auth::KeyConfig::Es256 { public_key_pem: pem },
                 _ => auth::KeyConfig::Rs256 { public_key_pem: pem },
             }
         }
-        (Some(secret), None) => auth::KeyConfig::Hs256 { secret: secret.as_bytes().to_vec() },
-        (None, None) => auth::KeyConfig::Hs256 { secret: config::DEVELOPMENT_SECRET.as_bytes().to_vec() },
+        (Some(secret), None) => auth::KeyConfig::Hs256 { secret: secret.expose_secret().as_bytes().to_vec().into() },
+        (None, None) => auth::KeyConfig::Hs256 { secret: config::DEVELOPMENT_SECRET.as_bytes().to_vec().into() },
     };
     Ok(auth::AuthConfig {
         key,
@@ -284,7 +292,7 @@ async fn sweep(pipeline: Arc<pipeline::Pipeline>, stop: CancellationToken) -> Re
 fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     let host =
         if address.ip().is_unspecified() { format!("localhost:{}", address.port()) } else { address.to_string() };
-    let secret = config.jwt_secret.as_deref().unwrap_or(config::DEVELOPMENT_SECRET);
+    let secret = config.jwt_secret.as_ref().map_or(config::DEVELOPMENT_SECRET, |secret| secret.expose_secret());
     let token =
         auth::development_token(secret.as_bytes(), "teacher-1", Duration::from_secs(24 * 3600)).unwrap_or_default();
     // The sample comes from the definitions: the shortest example of an event that names its user,

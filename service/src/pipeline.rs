@@ -394,13 +394,9 @@ fn hex(bytes: &[u8]) -> String {
 /// payload digest: the same record always gets the same id (so a client can drop a repeated copy),
 /// and a relay can read the Kafka timestamp back for the latency histogram.
 pub(crate) fn notification_id(unix_ms: u64, digest: &[u8; 32]) -> String {
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
-    bytes[6..].copy_from_slice(&digest[..10]);
-    bytes[6] = 0x70 | (bytes[6] & 0x0f);
-    bytes[8] = 0x80 | (bytes[8] & 0x3f);
-    let hex = hex(&bytes);
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    let mut digest_bits = [0u8; 10];
+    digest_bits.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(unix_ms, &digest_bits).into_uuid().hyphenated().to_string()
 }
 
 #[cfg(test)]
@@ -467,5 +463,10 @@ mod tests {
         let message = format!(r#"{{"id":"{id}","event":"x"}}"#);
         assert_eq!(crate::backend::origin_unix_ms(message.as_bytes()), Some(1_754_036_053_512));
         assert_eq!(id, notification_id(1_754_036_053_512, &[0xab; 32]), "deterministic");
+        // The bits of every id issued so far: the timestamp, then the digest's first ten bytes under
+        // the version and variant bits.
+        assert_eq!(id, "019864b2-2608-7bab-abab-abababababab");
+        let counting: [u8; 32] = std::array::from_fn(|index| index as u8);
+        assert_eq!(notification_id(1_754_036_053_512, &counting), "019864b2-2608-7001-8203-040506070809");
     }
 }

@@ -26,6 +26,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
@@ -70,7 +71,7 @@ pub(crate) async fn upgrade(
         upgrade = upgrade.protocols([protocol]);
     }
     let verified = match &extracted {
-        Some(token) => app.authenticator.verify(&token.token),
+        Some(token) => app.authenticator.verify(token.token.expose_secret()),
         None => Err(AuthError::Missing),
     };
     // Register before answering the handshake, and answer only once this instance listens to the
