@@ -136,7 +136,7 @@ pub(crate) enum AuthSetupError {
         algorithm: &'static str,
         /// The kind of key the algorithm needs.
         expected: &'static str,
-        /// What `jsonwebtoken` said about the key.
+        /// What `jsonwebtoken` or AWS-LC said about the key.
         library_error: String,
     },
     /// A leeway so large that it is surely a mistake (minutes given as milliseconds, say).
@@ -394,8 +394,13 @@ fn decoding_key_from_config(key: &KeyConfig) -> Result<DecodingKey, AuthSetupErr
             check_pem_is_public_key("RS256", public_key_pem, &["PUBLIC KEY", "RSA PUBLIC KEY"])?;
             let decoding_key = DecodingKey::from_rsa_pem(public_key_pem)
                 .map_err(|library_error| unusable_public_key("RS256", EXPECTED, &library_error))?;
-            probe_verifier(&decoding_key, Algorithm::RS256)
-                .map_err(|library_error| unusable_public_key("RS256", EXPECTED, &library_error))?;
+            probe_verifier(&decoding_key, &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256).map_err(
+                |library_error| AuthSetupError::UnusablePublicKey {
+                    algorithm: "RS256",
+                    expected: EXPECTED,
+                    library_error,
+                },
+            )?;
             Ok(decoding_key)
         }
         KeyConfig::Es256 { public_key_pem } => {
@@ -403,8 +408,9 @@ fn decoding_key_from_config(key: &KeyConfig) -> Result<DecodingKey, AuthSetupErr
             check_pem_is_public_key("ES256", public_key_pem, &["PUBLIC KEY"])?;
             let decoding_key = DecodingKey::from_ec_pem(public_key_pem)
                 .map_err(|library_error| unusable_public_key("ES256", EXPECTED, &library_error))?;
-            probe_verifier(&decoding_key, Algorithm::ES256)
-                .map_err(|library_error| unusable_public_key("ES256", EXPECTED, &library_error))?;
+            probe_verifier(&decoding_key, &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED).map_err(|library_error| {
+                AuthSetupError::UnusablePublicKey { algorithm: "ES256", expected: EXPECTED, library_error }
+            })?;
             Ok(decoding_key)
         }
     }
@@ -434,11 +440,16 @@ fn check_pem_is_public_key(
     }
 }
 
-/// Builds the verifier once with a dummy signature, so that a key `jsonwebtoken` only parses when it
-/// first verifies (an EC point not on P-256, say) is reported at start-up. The dummy verification's
-/// own outcome is irrelevant.
-fn probe_verifier(decoding_key: &DecodingKey, algorithm: Algorithm) -> Result<(), jsonwebtoken::errors::Error> {
-    jsonwebtoken::crypto::verify("", b"", decoding_key, algorithm).map(|_verified| ())
+/// Parses the key as `jsonwebtoken`'s AWS-LC backend does inside every verification, so that a key
+/// it cannot use (an EC point not on P-256, an RSA key shorter than 2,048 bits) is reported at
+/// start-up rather than as a bad signature on every token.
+fn probe_verifier(
+    decoding_key: &DecodingKey,
+    algorithm: &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+) -> Result<(), String> {
+    aws_lc_rs::signature::ParsedPublicKey::new(algorithm, decoding_key.as_bytes())
+        .map(|_parsed| ())
+        .map_err(|rejected| rejected.to_string())
 }
 
 fn unusable_public_key(
