@@ -11,7 +11,7 @@
 # Installed when missing: redis-server (+ redis-cli); a Java runtime and Maven
 # only if `java` / `mvn` are not on PATH (kafka.sh needs them). Building herald
 # needs no package: librdkafka, zlib and AWS-LC are compiled from the crates'
-# own sources with the C compiler, make and perl the machine ships.
+# own sources with the C compiler and make the machine ships.
 set -euo pipefail
 INFRA_COMPONENT=packages
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -73,9 +73,9 @@ pub enum AuthSetupError {
         algorithm: &'static str,
         /// The kind of key the algorithm needs.
         expected: &'static str,
-        /// What `jsonwebtoken` said about the key.
+        /// What `jsonwebtoken` or AWS-LC said about the key.
         #[source]
-        source: jsonwebtoken::errors::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A leeway so large that it is surely a mistake (minutes given as milliseconds, say).
     #[error(
@@ -110,19 +110,27 @@ pub(super) fn decoding_key(key: &KeyConfig) -> Result<DecodingKey, AuthSetupErro
         KeyConfig::Rs256 { public_key_pem } => {
             const EXPECTED: &str = "RS256 needs an RSA public key";
             check_pem_is_public_key("RS256", public_key_pem, &["PUBLIC KEY", "RSA PUBLIC KEY"])?;
-            let unusable =
-                |source| AuthSetupError::UnusablePublicKey { algorithm: "RS256", expected: EXPECTED, source };
-            let decoding_key = DecodingKey::from_rsa_pem(public_key_pem).map_err(unusable)?;
-            probe_verifier(&decoding_key, Algorithm::RS256).map_err(unusable)?;
+            let unusable = |source: Box<dyn std::error::Error + Send + Sync>| AuthSetupError::UnusablePublicKey {
+                algorithm: "RS256",
+                expected: EXPECTED,
+                source,
+            };
+            let decoding_key = DecodingKey::from_rsa_pem(public_key_pem).map_err(|error| unusable(error.into()))?;
+            probe_verifier(&decoding_key, &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+                .map_err(|error| unusable(error.into()))?;
             Ok(decoding_key)
         }
         KeyConfig::Es256 { public_key_pem } => {
             const EXPECTED: &str = "ES256 needs an EC public key on curve P-256";
             check_pem_is_public_key("ES256", public_key_pem, &["PUBLIC KEY"])?;
-            let unusable =
-                |source| AuthSetupError::UnusablePublicKey { algorithm: "ES256", expected: EXPECTED, source };
-            let decoding_key = DecodingKey::from_ec_pem(public_key_pem).map_err(unusable)?;
-            probe_verifier(&decoding_key, Algorithm::ES256).map_err(unusable)?;
+            let unusable = |source: Box<dyn std::error::Error + Send + Sync>| AuthSetupError::UnusablePublicKey {
+                algorithm: "ES256",
+                expected: EXPECTED,
+                source,
+            };
+            let decoding_key = DecodingKey::from_ec_pem(public_key_pem).map_err(|error| unusable(error.into()))?;
+            probe_verifier(&decoding_key, &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED)
+                .map_err(|error| unusable(error.into()))?;
             Ok(decoding_key)
         }
     }
@@ -152,9 +160,12 @@ fn check_pem_is_public_key(
     }
 }
 
-/// Builds the verifier once with a dummy signature, so that a key `jsonwebtoken` only parses when it
-/// first verifies (an EC point not on P-256, say) is reported at start-up. The dummy verification's
-/// own outcome is irrelevant.
-fn probe_verifier(decoding_key: &DecodingKey, algorithm: Algorithm) -> Result<(), jsonwebtoken::errors::Error> {
-    jsonwebtoken::crypto::verify("", b"", decoding_key, algorithm).map(|_verified| ())
+/// Parses the key as `jsonwebtoken`'s AWS-LC backend does inside every verification, so that a key
+/// it cannot use (an EC point not on P-256, an RSA key shorter than 2,048 bits) is reported at
+/// start-up rather than as a bad signature on every token.
+fn probe_verifier(
+    decoding_key: &DecodingKey,
+    algorithm: &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+) -> Result<(), aws_lc_rs::error::KeyRejected> {
+    aws_lc_rs::signature::ParsedPublicKey::new(algorithm, decoding_key.as_bytes()).map(|_parsed| ())
 }
