@@ -24,3 +24,4 @@ bash scripts/setup-typescript.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-fail-fast "$@"
+(cd clients/typescript && npm test) # the TypeScript client against the herald binary built just above
