@@ -18,7 +18,7 @@ import {
   tokenExpiry,
   writable,
 } from "../src/index.js";
-import { Herald, RepeatingProxy, countingWebSocket, token, until } from "./herald.js";
+import { Herald, INGEST_TOKEN, RepeatingProxy, countingWebSocket, productionArgs, token, until } from "./herald.js";
 
 const running: Herald[] = [];
 const clients: HeraldClient[] = [];
@@ -307,6 +307,44 @@ test("the heartbeat notices a dead connection (herald stopped) and reconnects", 
   await until("the notification after the stall", () => classes.length === 1);
   assert.deepEqual(classes, [classId]);
 });
+
+const production = productionArgs(`tsclient-${randomUUID()}`);
+
+test(
+  "production mode: notifications fan out through Redis from another instance, across a restart (SIGTERM, 1012) of the client's instance",
+  { skip: production === undefined ? "set HERALD_TEST_KAFKA and HERALD_TEST_REDIS (scripts/test.sh does)" : false },
+  async () => {
+    const args = production ?? [];
+    const near = await herald(args);
+    const far = await herald(args);
+    far.ingestHeaders = { authorization: `Bearer ${INGEST_TOKEN}` };
+    const user = `teacher-${randomUUID()}`;
+    const { WebSocket, urls } = countingWebSocket();
+    const client = track(connect({ url: near.ws, token: () => token(user), WebSocket, ...FAST }));
+    const classes: string[] = [];
+    client.on("class_created", (data) => classes.push(data.class_id));
+    const closes: number[] = [];
+    client.connectionState.subscribe((state) => {
+      if (state === "reconnecting" && client.lastClose) closes.push(client.lastClose.code);
+    });
+    await until("the client to open", () => client.state === "open");
+
+    const before = await far.classCreated(user);
+    await until("the notification from the other instance", () => classes.length === 1);
+
+    await near.kill("SIGTERM");
+    await until("the client to notice the shutdown", () => client.state === "reconnecting");
+    assert.equal(closes[0], 1012, "the shutdown closes the socket with 1012 (SERVICE_RESTART)");
+    await near.start();
+    await until("the client to reopen", () => client.state === "open");
+    const lastUrl = new URL(urls.at(-1) ?? "");
+    assert.equal(lastUrl.searchParams.get("since"), client.lastId);
+
+    const afterRestart = await far.classCreated(user);
+    await until("the notification after the restart", () => classes.length === 2);
+    assert.deepEqual(classes, [before, afterRestart]);
+  },
+);
 
 test("tokenExpiry reads exp without verifying; parseClose reads herald's JSON reasons", () => {
   const now = Math.floor(Date.now() / 1000);

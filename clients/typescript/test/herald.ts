@@ -90,20 +90,23 @@ export class Herald {
     });
   }
 
-  /** Kills the process (SIGKILL: no goodbye to the sockets) and waits for it to exit. */
-  async kill(): Promise<void> {
+  /** Stops the process (by default SIGKILL: no goodbye to the sockets) and waits for it to exit. */
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     const child = this.process;
     this.process = undefined;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGCONT");
-    child.kill("SIGKILL");
+    child.kill(signal);
     await exited;
   }
 
   signal(signal: NodeJS.Signals): void {
     this.process?.kill(signal);
   }
+
+  /** Headers for POST /v1/events (the ingest token, when the instance needs one). */
+  ingestHeaders: Record<string, string> = {};
 
   /** Posts a class_created event for `user` with a fresh class id; returns the class id. */
   async classCreated(user: string, classId = `class-${randomUUID()}`): Promise<string> {
@@ -120,7 +123,7 @@ export class Herald {
     };
     const response = await fetch(`${this.http}/v1/events`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...this.ingestHeaders },
       body: JSON.stringify(envelope),
     });
     if (!response.ok) throw new Error(`POST /v1/events: ${response.status} ${await response.text()}`);
@@ -232,4 +235,47 @@ export class RepeatingProxy {
     for (const socket of this.#sockets) socket.destroy();
     await new Promise((resolve) => this.#server.close(resolve));
   }
+}
+
+/** The notification names, for the production flags' `--topic` pairs. */
+const NAMES = [
+  "batch_content_provisioning_completed",
+  "batch_essays_ready",
+  "batch_file_added",
+  "batch_file_removed",
+  "batch_phase_outcome",
+  "batch_validation_errors",
+  "cj_assessment_completed",
+  "class_created",
+  "essay_content_provisioned",
+  "essay_student_association_updated",
+  "essay_validation_failed",
+  "spellcheck_completed",
+  "student_created",
+];
+
+export const INGEST_TOKEN = "herald-client-test-ingest";
+
+/**
+ * Flags for a production-mode herald on the shared test Kafka and Redis ($HERALD_TEST_KAFKA,
+ * $HERALD_TEST_REDIS), isolated by a scope of its own: topics, group and Redis key prefix. Events
+ * arrive over POST /v1/events (with the ingest token) and fan out through Redis; the scope's topics
+ * need not exist. `undefined` when the variables are not set.
+ */
+export function productionArgs(scope: string): string[] | undefined {
+  const kafka = process.env["HERALD_TEST_KAFKA"];
+  const redis = process.env["HERALD_TEST_REDIS"];
+  if (!kafka || !redis) return undefined;
+  const args = [
+    "--kafka-brokers", kafka,
+    "--redis-url", redis,
+    "--kafka-group", `test.${scope}`,
+    "--redis-prefix", `test:${scope}:`,
+    "--dead-letter-topic", `test.${scope}.dead-letter`,
+    "--allow-unscoped-tokens",
+    "--http-ingest",
+    "--ingest-token", INGEST_TOKEN,
+  ];
+  for (const name of NAMES) args.push("--topic", `${name}=test.${scope}.${name}`);
+  return args;
 }
