@@ -252,6 +252,32 @@ test("a token function is asked again ahead of the token's exp, and the new toke
   assert.deepEqual(classes, [classId]);
 });
 
+test("an in-band refresh ahead of exp keeps the socket open on a herald that ignores the auth frame", async () => {
+  const server = await herald();
+  const user = `teacher-${randomUUID()}`;
+  let asked = 0;
+  const { WebSocket, urls } = countingWebSocket();
+  const client = track(
+    connect({
+      url: server.ws,
+      token: () => {
+        asked += 1;
+        return token(user, asked === 1 ? 2 : 3600);
+      },
+      WebSocket,
+      ...FAST,
+    }),
+  );
+  const classes: string[] = [];
+  client.on("class_created", (data) => classes.push(data.class_id));
+  await until("the refresh ahead of expiry", () => asked === 2, 10_000);
+  const classId = await server.classCreated(user);
+  await until("the notification on the same socket", () => classes.length === 1);
+  assert.deepEqual(classes, [classId]);
+  assert.equal(urls.length, 1, "the token went in band: no new socket");
+  assert.equal(client.state, "open");
+});
+
 test("a notification repeated on the wire is delivered once", async () => {
   const server = await herald();
   const proxy = await RepeatingProxy.start(server.port);
