@@ -384,28 +384,19 @@ class Client implements HeraldClient {
   }
 
   #frame(text: string): void {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      return;
-    }
-    if (typeof value !== "object" || value === null || Array.isArray(value)) return;
-    const frame = value as Record<string, unknown>;
-    if (frame["type"] === "resumed") {
+    const frame = readServerFrame(text);
+    if (frame === undefined) return;
+    if (frame.type === "resumed") {
       this.#resumeSupported = true;
-      if (frame["recovered"] === false) {
-        const missed = typeof frame["missed"] === "number" ? frame["missed"] : 0;
-        const info: ResyncInfo = { since: this.#sinceOfSocket ?? "", missed };
+      if (!frame.recovered) {
+        const info: ResyncInfo = { since: this.#sinceOfSocket ?? "", missed: frame.missed };
         for (const handler of [...this.#resyncHandlers]) this.#call(() => handler(info));
       }
       return;
     }
-    const { event, data, id } = frame;
-    if (typeof event !== "string" || !NAMES.has(event)) return;
-    if (typeof data !== "object" || data === null || Array.isArray(data)) return;
-    const notification = frame as unknown as Notification;
-    if (typeof id === "string") {
+    const { notification } = frame;
+    const id = typeof notification.id === "string" ? notification.id : undefined;
+    if (id !== undefined) {
       if (this.#seen.has(id)) return;
       this.#remember(id);
     }
@@ -415,7 +406,7 @@ class Client implements HeraldClient {
       const recent = this.#recent.get();
       this.#recent.set([...recent.slice(Math.max(0, recent.length - keep + 1)), notification]);
     }
-    if (typeof id === "string") this.#lastId = id;
+    if (id !== undefined) this.#lastId = id;
   }
 
   #remember(id: string): void {
@@ -573,6 +564,40 @@ class Client implements HeraldClient {
       this.#lost(socket, { code: 1000, reason: "token refreshed" });
     }
   }
+}
+
+/** A server frame the client acts on. */
+export type ServerFrame =
+  | { type: "resumed"; recovered: boolean; missed: number }
+  | { type: "notification"; notification: Notification };
+
+/**
+ * Reads one text frame from herald: a `resumed` answer, a notification this package knows, or
+ * `undefined` for anything else (a pong, invalid JSON, a notification name added on the server after
+ * this package was built). Never throws. A `resumed` frame without a boolean `recovered` counts as
+ * not recovered: the client cannot prove nothing was missed.
+ */
+export function readServerFrame(text: string): ServerFrame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const frame = value as Record<string, unknown>;
+  if (frame["type"] === "resumed") {
+    const missed = frame["missed"];
+    return {
+      type: "resumed",
+      recovered: frame["recovered"] === true,
+      missed: typeof missed === "number" && Number.isFinite(missed) && missed >= 0 ? missed : 0,
+    };
+  }
+  const { event, data } = frame;
+  if (typeof event !== "string" || !NAMES.has(event)) return undefined;
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
+  return { type: "notification", notification: frame as unknown as Notification };
 }
 
 /** Closes a socket the client no longer listens to, without waiting for the server. */

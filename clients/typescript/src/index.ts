@@ -65,7 +65,7 @@ export function isNotification<N extends NotificationName>(
   return n.event === name;
 }
 
-export { connect, parseClose, tokenExpiry } from "./client.js";
+export { connect, parseClose, readServerFrame, tokenExpiry } from "./client.js";
 export type {
   Backoff,
   CloseInfo,
@@ -75,6 +75,7 @@ export type {
   NotificationInCategory,
   NotificationMeta,
   ResyncInfo,
+  ServerFrame,
   TokenSource,
   WebSocketConstructor,
   WebSocketLike,

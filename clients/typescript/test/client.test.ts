@@ -6,7 +6,7 @@
 // tests below check that the client sends `since` and works with a server that never answers it.
 
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
 import { after, test } from "node:test";
 import {
   type ClassCreatedData,
@@ -18,6 +18,7 @@ import {
   tokenExpiry,
   writable,
 } from "../src/index.js";
+import { readServerFrame } from "../src/client.js";
 import { Herald, INGEST_TOKEN, RepeatingProxy, countingWebSocket, productionArgs, token, until } from "./herald.js";
 
 const running: Herald[] = [];
@@ -394,4 +395,37 @@ test("writable follows the Svelte store contract", () => {
   off();
   store.set(3);
   assert.deepEqual(seen, [1, 2]);
+});
+
+test("readServerFrame reads resumed frames and known notifications, and nothing else", () => {
+  const check = (text: string, expect: unknown): void => assert.deepEqual(readServerFrame(text), expect, text);
+  check('{"type":"resumed","recovered":true,"missed":3}', { type: "resumed", recovered: true, missed: 3 });
+  check('{"type":"resumed","recovered":false,"missed":0}', { type: "resumed", recovered: false, missed: 0 });
+  check('{"type":"resumed"}', { type: "resumed", recovered: false, missed: 0 });
+  check('{"type":"resumed","recovered":"yes","missed":-1}', { type: "resumed", recovered: false, missed: 0 });
+  check('{"type":"pong"}', undefined);
+  check('{"event":"class_created","data":[]}', undefined);
+  check('{"event":"not_a_notification","data":{}}', undefined);
+  check('{"event":"class_created"}', undefined);
+  check("[]", undefined);
+  check("null", undefined);
+  check("{", undefined);
+  check("", undefined);
+  const known = '{"event":"class_created","data":{"class_id":"c"},"id":"1"}';
+  assert.equal(readServerFrame(known)?.type, "notification");
+});
+
+test("the parsers of foreign bytes never throw on random input", () => {
+  const alphabet = '{}[]":,.-_ 0123456789abcdefeventdataidtyperesumedrecoveredmissedtruefalsenull\\';
+  for (let round = 0; round < 5_000; round += 1) {
+    const length = randomInt(0, 64);
+    const text =
+      round % 2 === 0
+        ? randomBytes(length).toString("latin1")
+        : Array.from({ length }, () => alphabet[randomInt(0, alphabet.length)]).join("");
+    readServerFrame(text);
+    parseClose(randomInt(1000, 5000), text);
+    tokenExpiry(text);
+    tokenExpiry(`${Buffer.from(text).toString("base64url")}.${Buffer.from(text).toString("base64url")}.x`);
+  }
 });
