@@ -88,7 +88,7 @@ export interface ConnectOptions {
   /** The WebSocket constructor; defaults to the global `WebSocket`. */
   WebSocket?: WebSocketConstructor;
   /** Resume from this notification id on the first connection (e.g. one kept in `sessionStorage`). */
-  since?: string;
+  since?: string | undefined;
   /** Reconnect delays after a lost connection. Default `{ initialMs: 1000, maxMs: 30000 }`. */
   backoff?: Backoff;
   /** Reconnect delays after a quota close (4000, too many connections). Default `{ initialMs: 30000, maxMs: 300000 }`. */
