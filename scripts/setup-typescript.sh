@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the dev dependencies of the TypeScript client (clients/typescript) from its
 # package-lock.json with `npm ci`, so `npm run check` (tsc over the generated types and their
-# compile-time tests) can run.
+# compile-time tests) and `npm test` (the client's tests against a real herald) can run.
 #
 # Idempotent: does nothing when node_modules/.bin/tsc exists and package-lock.json is not newer
 # than node_modules/.package-lock.json (the copy npm writes after an install). Needs node and npm.
 #
 # Usage: scripts/setup-typescript.sh            (from anywhere)
-# Then:  (cd clients/typescript && npm run check)
+# Then:  (cd clients/typescript && npm run check && npm test)
 set -euo pipefail
 
 for tool in node npm; do

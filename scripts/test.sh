@@ -39,4 +39,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 bash scripts/deny.sh
 cargo test --workspace --locked --no-fail-fast "$@"
+(cd clients/typescript && npm test) # the TypeScript client against the herald binary built just above
 bash scripts/chaos.sh

@@ -64,3 +64,21 @@ export function isNotification<N extends NotificationName>(
 ): n is NotificationOf<N> {
   return n.event === name;
 }
+
+export { connect, parseClose, readServerFrame, tokenExpiry } from "./client.js";
+export type {
+  Backoff,
+  CloseInfo,
+  ConnectOptions,
+  ConnectionState,
+  HeraldClient,
+  NotificationInCategory,
+  NotificationMeta,
+  ResyncInfo,
+  ServerFrame,
+  TokenSource,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./client.js";
+export { readonly, writable } from "./store.js";
+export type { Readable, Unsubscribe, Writable } from "./store.js";
