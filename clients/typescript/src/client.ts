@@ -10,8 +10,8 @@
  * @module
  */
 
-import { NOTIFICATION_NAMES } from "./events.js";
-import type { Notification, NotificationCategory, NotificationName, NotificationOf } from "./events.js";
+import { NotificationName } from "./events.js";
+import type { Notification, NotificationCategory, NotificationOf } from "./events.js";
 import { readonly, writable } from "./store.js";
 import type { Readable, Unsubscribe } from "./store.js";
 
@@ -153,7 +153,7 @@ const CLOSE_POLICY = 1008;
 const CLOSE_QUOTA = 4000;
 const OPEN = 1;
 
-const NAMES: ReadonlySet<string> = new Set<string>(NOTIFICATION_NAMES);
+const NAMES: ReadonlySet<string> = new Set<string>(NotificationName);
 
 /**
  * Connects to herald and keeps connecting until `close()` is called or the token is refused for
