@@ -386,10 +386,6 @@ fn utf8(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// A UUIDv7 whose timestamp is the record's Kafka timestamp and whose other bits come from the
 /// payload digest: the same record always gets the same id (so a client can drop a repeated copy),
 /// and a relay can read the Kafka timestamp back for the latency histogram.
