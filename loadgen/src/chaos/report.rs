@@ -410,7 +410,10 @@ fn assertions(reckoning: &Reckoning, rules: &Rules) -> Vec<Assertion> {
             detail: if after.notifications == 0 {
                 "no notification was produced after the last fault had settled: lengthen the run".into()
             } else {
-                format!("{lost} lost on {tabs} connected tabs, of {} notifications", after.notifications)
+                format!(
+                    "{lost} copies lost on connected tabs ({tabs} tabs losing any), of {} notifications",
+                    after.notifications
+                )
             },
         });
     }
