@@ -48,6 +48,15 @@ pub(crate) enum SubscriptionChange {
     Unsubscribe(String),
 }
 
+impl SubscriptionChange {
+    /// The user whose channel the change is about.
+    pub(crate) fn user(&self) -> &str {
+        match self {
+            SubscriptionChange::Subscribe { user, .. } | SubscriptionChange::Unsubscribe(user) => user,
+        }
+    }
+}
+
 /// A user's connections on this instance.
 struct UserConnections {
     connections: Vec<Connection>,

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
+use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
@@ -120,6 +121,46 @@ impl State {
         self.hub.users()
     }
 
+    /// A session has subscribed to every wanted channel: releases the connections waiting for them.
+    fn connected(&self, users: &[(String, u64)], message: &'static str) {
+        for (user, generation) in users {
+            self.hub.confirm(user, Some(*generation));
+        }
+        self.health.pass(CHECK);
+        tracing::info!(channels = users.len(), "{message}");
+    }
+
+    /// The outcome of one bounded PING: alive, or the end of the session.
+    fn pinged<T>(&self, result: Result<redis::RedisResult<T>, Elapsed>) -> Result<(), Ended> {
+        match result {
+            Ok(Ok(_)) => {
+                self.health.pass(CHECK);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(Ended::Lost(format!("PING failed: {error}"))),
+            Err(_) => Err(Ended::Lost(format!("PING unanswered for {} ms", self.ping_interval.as_millis()))),
+        }
+    }
+
+    /// The outcome of one bounded (un)subscribe: a confirmed subscription releases the connections
+    /// waiting for it; a failure ends the session.
+    fn changed(
+        &self,
+        change: &SubscriptionChange,
+        result: Result<redis::RedisResult<()>, Elapsed>,
+    ) -> Result<(), Ended> {
+        match result {
+            Ok(Ok(())) => {
+                if let SubscriptionChange::Subscribe { user, generation } = change {
+                    self.hub.confirm(user, Some(*generation));
+                }
+                Ok(())
+            }
+            Ok(Err(error)) => Err(Ended::Lost(format!("(un)subscribe failed: {error}"))),
+            Err(_) => Err(Ended::Lost(format!("(un)subscribe unanswered for {} ms", self.bound().as_millis()))),
+        }
+    }
+
     async fn single_session(&mut self, client: &redis::Client) -> Ended {
         let bound = self.bound();
         let shutdown = self.shutdown.clone();
@@ -142,41 +183,27 @@ impl State {
                 return Ended::Unreachable(format!("connecting and subscribing took over {} ms", bound.as_millis()));
             }
         };
-        for (user, generation) in &users {
-            self.hub.confirm(user, Some(*generation));
-        }
-        self.health.pass(CHECK);
-        tracing::info!(channels = users.len(), "redis subscriber connected");
+        self.connected(&users, "redis subscriber connected");
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ended::Shutdown,
                 _ = ping.tick() => {
-                    match tokio::time::timeout(self.ping_interval, sink.ping::<Value>()).await {
-                        Ok(Ok(_)) => self.health.pass(CHECK),
-                        Ok(Err(error)) => return Ended::Lost(format!("PING failed: {error}")),
-                        Err(_) => return Ended::Lost(format!("PING unanswered for {} ms", self.ping_interval.as_millis())),
+                    let pinged = tokio::time::timeout(self.ping_interval, sink.ping::<Value>()).await;
+                    if let Err(ended) = self.pinged(pinged) {
+                        return ended;
                     }
                 }
                 change = self.changes.recv() => {
                     let Some(change) = change else { return Ended::Shutdown };
+                    let channel = self.keys.channel(change.user());
                     let result = match &change {
-                        SubscriptionChange::Subscribe { user, generation } => {
-                            let subscribed = tokio::time::timeout(bound, sink.subscribe(self.keys.channel(user))).await;
-                            if matches!(subscribed, Ok(Ok(()))) {
-                                self.hub.confirm(user, Some(*generation));
-                            }
-                            subscribed
-                        }
-                        SubscriptionChange::Unsubscribe(user) => {
-                            tokio::time::timeout(bound, sink.unsubscribe(self.keys.channel(user))).await
-                        }
+                        SubscriptionChange::Subscribe { .. } => tokio::time::timeout(bound, sink.subscribe(channel)).await,
+                        SubscriptionChange::Unsubscribe(_) => tokio::time::timeout(bound, sink.unsubscribe(channel)).await,
                     };
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => return Ended::Lost(format!("(un)subscribe failed: {error}")),
-                        Err(_) => return Ended::Lost(format!("(un)subscribe unanswered for {} ms", bound.as_millis())),
+                    if let Err(ended) = self.changed(&change, result) {
+                        return ended;
                     }
                 }
                 message = stream.next() => {
@@ -213,11 +240,7 @@ impl State {
                 return Ended::Unreachable(format!("connecting and subscribing took over {} ms", bound.as_millis()));
             }
         };
-        for (user, generation) in &users {
-            self.hub.confirm(user, Some(*generation));
-        }
-        self.health.pass(CHECK);
-        tracing::info!(channels = users.len(), "redis cluster subscriber connected");
+        self.connected(&users, "redis cluster subscriber connected");
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let every_primary =
@@ -227,30 +250,19 @@ impl State {
                 () = self.shutdown.cancelled() => return Ended::Shutdown,
                 _ = ping.tick() => {
                     let pinged = connection.route_command(redis::cmd("PING"), every_primary.clone());
-                    match tokio::time::timeout(self.ping_interval, pinged).await {
-                        Ok(Ok(_)) => self.health.pass(CHECK),
-                        Ok(Err(error)) => return Ended::Lost(format!("PING failed: {error}")),
-                        Err(_) => return Ended::Lost(format!("PING unanswered for {} ms", self.ping_interval.as_millis())),
+                    if let Err(ended) = self.pinged(tokio::time::timeout(self.ping_interval, pinged).await) {
+                        return ended;
                     }
                 }
                 change = self.changes.recv() => {
                     let Some(change) = change else { return Ended::Shutdown };
+                    let channel = self.keys.channel(change.user());
                     let result = match &change {
-                        SubscriptionChange::Subscribe { user, generation } => {
-                            let subscribed = tokio::time::timeout(bound, connection.ssubscribe(self.keys.channel(user))).await;
-                            if matches!(subscribed, Ok(Ok(()))) {
-                                self.hub.confirm(user, Some(*generation));
-                            }
-                            subscribed
-                        }
-                        SubscriptionChange::Unsubscribe(user) => {
-                            tokio::time::timeout(bound, connection.sunsubscribe(self.keys.channel(user))).await
-                        }
+                        SubscriptionChange::Subscribe { .. } => tokio::time::timeout(bound, connection.ssubscribe(channel)).await,
+                        SubscriptionChange::Unsubscribe(_) => tokio::time::timeout(bound, connection.sunsubscribe(channel)).await,
                     };
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => return Ended::Lost(format!("(un)subscribe failed: {error}")),
-                        Err(_) => return Ended::Lost(format!("(un)subscribe unanswered for {} ms", bound.as_millis())),
+                    if let Err(ended) = self.changed(&change, result) {
+                        return ended;
                     }
                 }
                 push = pushes.recv() => {
