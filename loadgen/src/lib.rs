@@ -7,11 +7,13 @@
 //!   injected while every notification is counted per tab (`scripts/chaos.sh`,
 //!   `docs/reliability.md`).
 //!
-//! Shared: [`envelope`] (the ClassCreatedV1 envelopes both produce), [`token`] (HS256 tokens),
+//! Shared: [`envelope`] (the ClassCreatedV1 envelopes both produce), [`marking`] (how each
+//! event is marked and addressed, and Kafka's verdict on it), [`token`] (HS256 tokens),
 //! [`wire`] (connection URLs, how closes and errors are worded) and [`process`] (`/proc`
 //! readings).
 
 pub mod envelope;
+pub mod marking;
 pub mod process;
 pub mod token;
 pub mod wire;

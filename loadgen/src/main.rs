@@ -41,7 +41,8 @@ use crate::options::Options;
 use crate::producer::Producer;
 use crate::report::{Connections, Copies, Events, Latency, Loadgen, Report, Server, round};
 use crate::sockets::{ConnectionOutcome, Dial};
-use crate::tracker::{SendState, Tracker};
+use crate::tracker::Tracker;
+use herald_loadgen::marking::SendState;
 
 /// Users that receive a warm-up event. Several, spread over the users, so that their keys land on
 /// more than one partition.
@@ -185,9 +186,9 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     let drain_started = Instant::now();
     let drain_limit = Options::seconds(options.drain);
     loop {
-        let expected: u64 = (0..tracker.events())
+        let expected: u64 = (0..tracker.marking.events())
             .filter(|seq| matches!(tracker.state(*seq), SendState::Enqueued | SendState::Acknowledged))
-            .map(|seq| u64::from(copies_per_user[tracker.user_of(seq)]))
+            .map(|seq| u64::from(copies_per_user[tracker.marking.user_of(seq)]))
             .sum();
         if tracker.received() >= expected || drain_started.elapsed() >= drain_limit {
             break;
@@ -330,7 +331,7 @@ async fn warm_up(producer: &Producer, tracker: &Tracker, users: &[String], timeo
         for slot in missing {
             // Spread the warm-up users over all users, so that their keys reach several partitions.
             let user = &users[slot * users.len() / slots];
-            if let Err(error) = producer.send_warmup(&tracker.warmup_class_id(slot, attempt), user).await {
+            if let Err(error) = producer.send_warmup(&tracker.marking.warmup_class_id(slot, attempt), user).await {
                 progress(&format!("warm-up send failed: {error}"));
             }
         }
@@ -355,7 +356,7 @@ fn count_copies(
     measuring_from: Duration,
     drain_seconds: f64,
 ) -> Copies {
-    let users = tracker.users() as u64;
+    let users = tracker.marking.users() as u64;
     let mut copies = Copies {
         expected: 0,
         received: 0,
@@ -373,7 +374,7 @@ fn count_copies(
         if !held_when_measuring(outcome, measuring_from) {
             continue;
         }
-        for seq in (outcome.user as u64..tracker.events()).step_by(users as usize) {
+        for seq in (outcome.user as u64..tracker.marking.events()).step_by(users as usize) {
             if !matches!(tracker.state(seq), SendState::Enqueued | SendState::Acknowledged) {
                 continue;
             }

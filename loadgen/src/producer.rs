@@ -11,7 +11,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use herald_loadgen::envelope::envelope;
 
 use crate::options::Options;
-use crate::tracker::{SendState, Tracker};
+use crate::tracker::Tracker;
+use herald_loadgen::marking::SendState;
 
 /// Kafka delivery failures, by error text.
 pub(crate) type Failures = Arc<Mutex<BTreeMap<String, u64>>>;
@@ -101,14 +102,14 @@ impl Producer {
         let mut first = None;
         let mut last = start;
         let mut sent = 0;
-        for seq in 0..tracker.events() {
+        for seq in 0..tracker.marking.events() {
             // Absolute deadlines: a late wake-up is caught up by the next events, not carried.
             let due = start + Duration::from_secs_f64(seq as f64 / rate);
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
             }
-            let class_id = tracker.event_class_id(seq);
-            let user = &users[tracker.user_of(seq)];
+            let class_id = tracker.marking.event_class_id(seq);
+            let user = &users[tracker.marking.user_of(seq)];
             match self.send(&class_id, user, || tracker.mark_sent(seq)).await {
                 Ok(delivery) => {
                     sent += 1;

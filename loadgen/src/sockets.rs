@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use herald_loadgen::wire::{describe_close, describe_error};
 
-use crate::tracker::{Seen, Tag, Tracker};
+use crate::tracker::{Seen, Tracker};
+use herald_loadgen::marking::Tag;
 
 /// What one connection saw, returned when its task ends.
 #[derive(Debug, Default)]
@@ -86,7 +87,7 @@ pub(crate) async fn connection(user: usize, url: String, tracker: Arc<Tracker>, 
     };
     tracker.connection_opened(user);
     let _ = dial.handshakes.send(Ok(()));
-    let users = tracker.users();
+    let users = tracker.marking.users();
     let ended = loop {
         let frame = tokio::select! {
             () = dial.stop.cancelled() => {
@@ -104,11 +105,13 @@ pub(crate) async fn connection(user: usize, url: String, tracker: Arc<Tracker>, 
                 };
                 let class_id = frame.data.and_then(|data| data.class_id);
                 let tag = match (&frame.event, &class_id) {
-                    (Some(event), Some(class_id)) if **event == *dial.notification => tracker.classify(class_id),
+                    (Some(event), Some(class_id)) if **event == *dial.notification => {
+                        tracker.marking.classify(class_id)
+                    }
                     _ => Tag::Foreign,
                 };
                 match tag {
-                    Tag::Event(seq) if tracker.user_of(seq) != user => outcome.misrouted += 1,
+                    Tag::Event(seq) if tracker.marking.user_of(seq) != user => outcome.misrouted += 1,
                     Tag::Event(seq) => {
                         if outcome.seen.insert((seq / users as u64) as usize) {
                             outcome.distinct += 1;

@@ -1,10 +1,8 @@
 //! What was sent and what arrived, shared by the producer and every connection task.
 //!
-//! Events are identified by their `class_id`, `lg-{run}-{seq}` for measured events and
-//! `lg-{run}-w{k}-{attempt}` for warm-up events. The run id keeps frames from an earlier run (a
-//! server replaying an old backlog) apart: they count as foreign, never as duplicates. Send
-//! instants are kept here, in the process, as nanoseconds on a monotonic clock, so latency is not
-//! affected by wall-clock steps.
+//! Events are told apart by their `class_id` (see [`herald_loadgen::marking`]). Send instants are
+//! kept here, in the process, as nanoseconds on a monotonic clock, so latency is not affected by
+//! wall-clock steps.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,33 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-
-/// Kafka's verdict on one produced event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum SendState {
-    NotSent = 0,
-    Enqueued = 1,
-    Acknowledged = 2,
-    Failed = 3,
-}
-
-/// What a `class_id` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tag {
-    /// A measured event, by sequence number.
-    Event(u64),
-    /// A warm-up event, by warm-up slot.
-    Warmup(usize),
-    /// Not this run's.
-    Foreign,
-}
+use herald_loadgen::marking::{Marking, SendState};
 
 pub(crate) struct Tracker {
     origin: Instant,
-    /// `lg-{run}-`.
-    prefix: String,
-    users: usize,
+    /// How this run marks its events, and whom each is addressed to.
+    pub(crate) marking: Marking,
     /// Nanoseconds after `origin` at which each event was handed to the producer, plus one (0: not
     /// yet).
     sent_at: Vec<AtomicU64>,
@@ -56,11 +33,11 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn new(run: &str, users: usize, events: u64, warmups: usize) -> Tracker {
+        let marking = Marking::new("lg", run, users, events, warmups);
         let events = usize::try_from(events).unwrap_or(usize::MAX);
         Tracker {
             origin: Instant::now(),
-            prefix: format!("lg-{run}-"),
-            users,
+            marking,
             sent_at: (0..events).map(|_| AtomicU64::new(0)).collect(),
             state: (0..events).map(|_| AtomicU8::new(SendState::NotSent as u8)).collect(),
             slowest_us: (0..events).map(|_| AtomicU64::new(0)).collect(),
@@ -72,42 +49,6 @@ impl Tracker {
             ),
             received: AtomicU64::new(0),
             open_per_user: (0..users).map(|_| AtomicU32::new(0)).collect(),
-        }
-    }
-
-    pub(crate) fn users(&self) -> usize {
-        self.users
-    }
-
-    pub(crate) fn events(&self) -> u64 {
-        self.sent_at.len() as u64
-    }
-
-    /// The user index an event is addressed to (round-robin).
-    pub(crate) fn user_of(&self, seq: u64) -> usize {
-        (seq % self.users as u64) as usize
-    }
-
-    pub(crate) fn event_class_id(&self, seq: u64) -> String {
-        format!("{}{seq}", self.prefix)
-    }
-
-    pub(crate) fn warmup_class_id(&self, slot: usize, attempt: u32) -> String {
-        format!("{}w{slot}-{attempt}", self.prefix)
-    }
-
-    pub(crate) fn classify(&self, class_id: &str) -> Tag {
-        let Some(rest) = class_id.strip_prefix(&self.prefix) else { return Tag::Foreign };
-        if let Some(warmup) = rest.strip_prefix('w') {
-            let slot = warmup.split('-').next().and_then(|slot| slot.parse::<usize>().ok());
-            return match slot {
-                Some(slot) if slot < self.warmup_seen.len() => Tag::Warmup(slot),
-                _ => Tag::Foreign,
-            };
-        }
-        match rest.parse::<u64>() {
-            Ok(seq) if seq < self.events() => Tag::Event(seq),
-            _ => Tag::Foreign,
         }
     }
 
@@ -229,18 +170,20 @@ impl Seen {
 
 #[cfg(test)]
 mod tests {
+    use herald_loadgen::marking::Tag;
+
     use super::*;
 
     #[test]
     fn class_ids_round_trip_and_other_runs_are_foreign() {
         let tracker = Tracker::new("ab12", 4, 10, 2);
-        assert_eq!(tracker.event_class_id(7), "lg-ab12-7");
-        assert_eq!(tracker.classify("lg-ab12-7"), Tag::Event(7));
-        assert_eq!(tracker.classify(&tracker.warmup_class_id(1, 3)), Tag::Warmup(1));
+        assert_eq!(tracker.marking.event_class_id(7), "lg-ab12-7");
+        assert_eq!(tracker.marking.classify("lg-ab12-7"), Tag::Event(7));
+        assert_eq!(tracker.marking.classify(&tracker.marking.warmup_class_id(1, 3)), Tag::Warmup(1));
         for foreign in ["lg-ab12-10", "lg-ab12-w2-0", "lg-ffff-7", "lg-ab12-", "lg-ab12-x", "class-1", ""] {
-            assert_eq!(tracker.classify(foreign), Tag::Foreign, "{foreign}");
+            assert_eq!(tracker.marking.classify(foreign), Tag::Foreign, "{foreign}");
         }
-        assert_eq!(tracker.user_of(7), 3);
+        assert_eq!(tracker.marking.user_of(7), 3);
     }
 
     #[test]

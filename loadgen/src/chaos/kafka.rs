@@ -155,17 +155,17 @@ impl Kafka {
         rate: f64,
     ) {
         let start = Instant::now();
-        for seq in 0..ledger.events() {
+        for seq in 0..ledger.marking.events() {
             // Absolute deadlines: a late wake-up is caught up by the next events, not carried.
             let due = start + Duration::from_secs_f64(seq as f64 / rate);
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
             }
-            let user = &users[ledger.user_of(seq)];
+            let user = &users[ledger.marking.user_of(seq)];
             let value = herald_loadgen::envelope::envelope(
                 event_type,
                 "herald-chaos",
-                &ledger.event_class_id(seq),
+                &ledger.marking.event_class_id(seq),
                 user,
                 SystemTime::now(),
             );

@@ -1,44 +1,22 @@
 //! What was produced, when, to which partition, and when it was first delivered anywhere: shared
 //! by the producer, the fault driver and every tab.
 //!
-//! A notification is told apart by its `data.class_id`: `chaos-{run}-{seq}` for the counted
-//! events and `chaos-{run}-w{partition}-{attempt}` for warm-up events. Event `seq` is addressed to
-//! user `seq % users`. The run id keeps frames of an earlier run apart (they count as foreign).
-//! Instants are nanoseconds since the ledger was made, on a monotonic clock.
+//! A notification is told apart by its `data.class_id` (see [`herald_loadgen::marking`]; the
+//! warm-up slot is the partition). Instants are nanoseconds since the ledger was made, on a
+//! monotonic clock.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Kafka's verdict on one produced event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum SendState {
-    NotSent = 0,
-    /// Handed to the producer; no delivery report yet.
-    Enqueued = 1,
-    Acknowledged = 2,
-    Failed = 3,
-}
-
-/// What a `class_id` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tag {
-    /// A counted event, by sequence number.
-    Event(u64),
-    /// A warm-up event, by the partition it was sent to.
-    Warmup(usize),
-    /// Not this run's.
-    Foreign,
-}
+use herald_loadgen::marking::{Marking, SendState};
 
 /// A time no event has: "never".
 const NEVER: u64 = u64::MAX;
 
 pub(crate) struct Ledger {
     origin: Instant,
-    /// `chaos-{run}-`.
-    prefix: String,
-    users: usize,
+    /// How this run marks its events, and whom each is addressed to.
+    pub(crate) marking: Marking,
     /// When each event was handed to the producer (`NEVER`: not yet).
     sent_ns: Vec<AtomicU64>,
     state: Vec<AtomicU8>,
@@ -54,11 +32,11 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     pub(crate) fn new(run: &str, users: usize, events: u64, partitions: usize) -> Ledger {
+        let marking = Marking::new("chaos", run, users, events, partitions);
         let events = usize::try_from(events).unwrap_or(usize::MAX);
         Ledger {
             origin: Instant::now(),
-            prefix: format!("chaos-{run}-"),
-            users,
+            marking,
             sent_ns: (0..events).map(|_| AtomicU64::new(NEVER)).collect(),
             state: (0..events).map(|_| AtomicU8::new(SendState::NotSent as u8)).collect(),
             partition: (0..events).map(|_| AtomicI32::new(-1)).collect(),
@@ -68,46 +46,10 @@ impl Ledger {
         }
     }
 
-    pub(crate) fn users(&self) -> usize {
-        self.users
-    }
-
-    pub(crate) fn events(&self) -> u64 {
-        self.sent_ns.len() as u64
-    }
-
-    /// The user index an event is addressed to.
-    pub(crate) fn user_of(&self, seq: u64) -> usize {
-        (seq % self.users as u64) as usize
-    }
-
-    pub(crate) fn event_class_id(&self, seq: u64) -> String {
-        format!("{}{seq}", self.prefix)
-    }
-
-    pub(crate) fn warmup_class_id(&self, partition: usize, attempt: u32) -> String {
-        format!("{}w{partition}-{attempt}", self.prefix)
-    }
-
     /// A `class_id` for a poison record: never delivered, so never classified.
     pub(crate) fn poison_class_id(&self, name: &str) -> String {
-        format!("{}poison-{name}", self.prefix)
+        format!("{}poison-{name}", self.marking.prefix())
     }
-
-    pub(crate) fn classify(&self, class_id: &str) -> Tag {
-        let Some(rest) = class_id.strip_prefix(&self.prefix) else { return Tag::Foreign };
-        if let Some(warmup) = rest.strip_prefix('w') {
-            return match warmup.split('-').next().and_then(|partition| partition.parse::<usize>().ok()) {
-                Some(partition) if partition < self.warmup_seen.len() => Tag::Warmup(partition),
-                _ => Tag::Foreign,
-            };
-        }
-        match rest.parse::<u64>() {
-            Ok(seq) if seq < self.events() => Tag::Event(seq),
-            _ => Tag::Foreign,
-        }
-    }
-
     /// Nanoseconds since the ledger was made.
     pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(NEVER - 1)
@@ -171,7 +113,8 @@ impl Ledger {
 
     /// Expected events that have not arrived on any tab yet.
     pub(crate) fn undelivered(&self) -> u64 {
-        (0..self.events()).filter(|seq| self.expected(*seq) && self.first_delivery(*seq).is_none()).count() as u64
+        (0..self.marking.events()).filter(|seq| self.expected(*seq) && self.first_delivery(*seq).is_none()).count()
+            as u64
     }
 
     pub(crate) fn see_warmup(&self, partition: usize) {
@@ -191,14 +134,16 @@ pub(crate) fn seconds(nanos: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use herald_loadgen::marking::Tag;
+
     use super::*;
 
     #[test]
     fn class_ids_round_trip_and_other_runs_are_foreign() {
         let ledger = Ledger::new("ab12", 4, 10, 3);
-        assert_eq!(ledger.event_class_id(7), "chaos-ab12-7");
-        assert_eq!(ledger.classify("chaos-ab12-7"), Tag::Event(7));
-        assert_eq!(ledger.classify(&ledger.warmup_class_id(2, 5)), Tag::Warmup(2));
+        assert_eq!(ledger.marking.event_class_id(7), "chaos-ab12-7");
+        assert_eq!(ledger.marking.classify("chaos-ab12-7"), Tag::Event(7));
+        assert_eq!(ledger.marking.classify(&ledger.marking.warmup_class_id(2, 5)), Tag::Warmup(2));
         for foreign in [
             "chaos-ab12-10",
             "chaos-ab12-w3-0",
@@ -208,10 +153,10 @@ mod tests {
             "lg-ab12-7",
             "",
         ] {
-            assert_eq!(ledger.classify(foreign), Tag::Foreign, "{foreign}");
+            assert_eq!(ledger.marking.classify(foreign), Tag::Foreign, "{foreign}");
         }
-        assert_eq!(ledger.classify(&ledger.poison_class_id("big")), Tag::Foreign);
-        assert_eq!(ledger.user_of(7), 3);
+        assert_eq!(ledger.marking.classify(&ledger.poison_class_id("big")), Tag::Foreign);
+        assert_eq!(ledger.marking.user_of(7), 3);
     }
 
     #[test]

@@ -548,7 +548,7 @@ async fn warm_up(kafka: &Kafka, ledger: &Ledger, names: &Names, users: &[String]
             let value = herald_loadgen::envelope::envelope(
                 &names.counted_event_type,
                 "herald-chaos",
-                &ledger.warmup_class_id(partition, attempt),
+                &ledger.marking.warmup_class_id(partition, attempt),
                 user,
                 SystemTime::now(),
             );

@@ -181,21 +181,21 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
     };
     let events_of_window: Vec<u64> = {
         let mut counts = vec![0; bounds.len()];
-        for seq in (0..ledger.events()).filter(|seq| ledger.expected(*seq)) {
+        for seq in (0..ledger.marking.events()).filter(|seq| ledger.expected(*seq)) {
             if let Some(window) = window_of(seq) {
                 counts[window] += 1;
             }
         }
         counts
     };
-    let users = ledger.users();
+    let users = ledger.marking.users();
     let mut lost_by_partition: Vec<BTreeMap<i32, BTreeSet<u64>>> = vec![BTreeMap::new(); bounds.len()];
     let mut per_window_tabs: Vec<Vec<(usize, usize, Counts)>> = vec![Vec::new(); bounds.len()];
     for tab in tabs {
         let mut counts = vec![Counts::default(); bounds.len()];
         let received: BTreeSet<u64> =
             tab.sockets.iter().flat_map(|socket| socket.received.iter().map(|(seq, _)| *seq)).collect();
-        for seq in (tab.user as u64..ledger.events()).step_by(users) {
+        for seq in (tab.user as u64..ledger.marking.events()).step_by(users) {
             if !ledger.expected(seq) {
                 continue;
             }
@@ -299,8 +299,9 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
         }
     }
     let misrouted_warmups = tabs.iter().flat_map(|tab| &tab.sockets).map(|socket| socket.misrouted_warmups).sum();
-    let production_failures =
-        (0..ledger.events()).filter(|seq| ledger.sent_at(*seq).is_some() && !ledger.expected(*seq)).count() as u64;
+    let production_failures = (0..ledger.marking.events())
+        .filter(|seq| ledger.sent_at(*seq).is_some() && !ledger.expected(*seq))
+        .count() as u64;
 
     let mut reckoning = Reckoning {
         windows,
@@ -330,7 +331,7 @@ fn resume_after(ledger: &Ledger, fault: &Fault) -> Resume {
     // whether any was produced at all.
     let first_after = |from: u64| -> BTreeMap<i32, Option<u64>> {
         let mut first: BTreeMap<i32, Option<u64>> = BTreeMap::new();
-        for seq in 0..ledger.events() {
+        for seq in 0..ledger.marking.events() {
             let (Some(sent), Some(partition)) = (ledger.sent_at(seq), ledger.partition(seq)) else { continue };
             if sent < from {
                 continue;

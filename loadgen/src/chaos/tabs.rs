@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::balancer::Balancer;
-use crate::ledger::{Ledger, Tag};
+use crate::ledger::Ledger;
+use herald_loadgen::marking::Tag;
 
 /// A handshake slower than this counts as failed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -187,11 +188,11 @@ where
         let at = ledger.now();
         let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
         let tag = match (&frame.event, frame.data.as_ref().and_then(|data| data.class_id.as_deref())) {
-            (Some(event), Some(class_id)) if *event == tabs.notification => ledger.classify(class_id),
+            (Some(event), Some(class_id)) if *event == tabs.notification => ledger.marking.classify(class_id),
             _ => Tag::Foreign,
         };
         match tag {
-            Tag::Event(seq) if ledger.user_of(seq) != user => record.misrouted.push(seq),
+            Tag::Event(seq) if ledger.marking.user_of(seq) != user => record.misrouted.push(seq),
             Tag::Event(seq) => {
                 let repeated_id = frame.id.is_some_and(|id| !ids.insert(id));
                 if repeated_id {
@@ -201,7 +202,7 @@ where
                     ledger.record_receipt(seq, at);
                 }
             }
-            Tag::Warmup(partition) if partition % ledger.users() != user => record.misrouted_warmups += 1,
+            Tag::Warmup(partition) if partition % ledger.marking.users() != user => record.misrouted_warmups += 1,
             Tag::Warmup(partition) => ledger.see_warmup(partition),
             Tag::Foreign => {}
         }
