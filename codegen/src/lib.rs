@@ -10,12 +10,15 @@
 //!   cannot disagree;
 //! - [`fixtures`] writes every event's examples in the two byte forms producers emit, for tests;
 //! - [`catalogue`] prints the events for people;
+//! - [`compat`] compares two sets of definitions and classifies each change for herald (reading
+//!   producers' envelopes) and browsers (reading notifications) as BACKWARD, FORWARD, FULL or NONE;
 //! - [`rules`] holds the rules of `x-herald` that `herald-macros` applies to hand-written
 //!   attributes too, and [`names`] the case conversions, so each lives in one place.
 //!
-//! Nothing here touches Kafka, Redis or the network; the only I/O is reading the definitions folder.
+//! Nothing here touches Kafka, Redis, git or the network; the only I/O is reading the definitions folder.
 
 mod catalogue;
+pub mod compat;
 mod diagnostic;
 mod fixtures;
 mod load;

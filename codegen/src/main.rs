@@ -1,9 +1,12 @@
-//! `herald-codegen`: regenerate the checked-in TypeScript, check the definitions, print the catalogue.
+//! `herald-codegen`: regenerate the checked-in TypeScript, check the definitions, print the catalogue,
+//! compare two versions of the definitions.
+
+mod compat_command;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "\
+const USAGE_TEMPLATE: &str = "\
 herald-codegen: the herald event generator
 
 USAGE:
@@ -17,7 +20,7 @@ COMMANDS:
                          every event's examples (with --check: fail if any is stale or left over)
     generate [--check]   both of the above: every checked-in file the definitions make
     rust                 print the generated Rust (what build.rs includes)
-
+{COMPAT}
 OPTIONS:
     --defs DIR           the definitions folder (default: event-defs/ in the nearest ancestor that has one)
     -h, --help           print this help
@@ -25,6 +28,10 @@ OPTIONS:
 
 /// Where the checked-in TypeScript lives, relative to the workspace root.
 const TYPESCRIPT_PATH: &str = "clients/typescript/src/events.ts";
+
+fn usage() -> String {
+    USAGE_TEMPLATE.replace("{COMPAT}", compat_command::USAGE)
+}
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -38,18 +45,25 @@ fn main() -> ExitCode {
 
 fn run(mut args: Vec<String>) -> Result<ExitCode, String> {
     if args.iter().any(|arg| arg == "-h" || arg == "--help") || args.is_empty() {
-        print!("{USAGE}");
+        print!("{}", usage());
         return Ok(ExitCode::SUCCESS);
     }
     let defs = match args.iter().position(|arg| arg == "--defs") {
         Some(index) => {
             let dir = args.get(index + 1).ok_or("--defs needs a folder")?.clone();
             args.drain(index..=index + 1);
-            PathBuf::from(dir)
+            Some(PathBuf::from(dir))
         }
-        None => find_defs()?,
+        None => None,
     };
     let command = args.first().cloned().unwrap_or_default();
+    if command == "compat" {
+        return compat_command::run(&args[1..], || defs.map_or_else(find_defs, Ok));
+    }
+    let defs = match defs {
+        Some(defs) => defs,
+        None => find_defs()?,
+    };
     let model = match herald_codegen::load(&defs) {
         Ok(model) => model,
         Err(diagnostics) => {
@@ -80,7 +94,7 @@ fn run(mut args: Vec<String>) -> Result<ExitCode, String> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        _ => return Err(format!("unknown command {:?}\n\n{USAGE}", args.join(" "))),
+        _ => return Err(format!("unknown command {:?}\n\n{}", args.join(" "), usage())),
     }
     Ok(ExitCode::SUCCESS)
 }

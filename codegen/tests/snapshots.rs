@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+mod compat;
+
 fn fixture_names() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
