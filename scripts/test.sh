@@ -38,6 +38,7 @@ bash scripts/setup-typescript.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 bash scripts/deny.sh
+cargo run -q -p herald-codegen --locked -- compat --against HEAD~1 # breaking changes in event-defs/ since the previous commit (skipped in a shallow clone)
 cargo test --workspace --locked --no-fail-fast "$@"
 (cd clients/typescript && npm test) # the TypeScript client against the herald binary built just above
 bash scripts/chaos.sh
