@@ -233,6 +233,12 @@ pub fn compare(old: &Model, old_folder: &str, new: &Model, new_folder: &str) -> 
     walk.finish()
 }
 
+/// The envelope keys every notification carries, for browsers to read.
+const ENVELOPE_KEYS_IN_NOTIFICATIONS: &[&str] = &["event_id", "event_timestamp", "correlation_id"];
+
+/// The end of the message of a browsers line about a value browsers never receive.
+const NEVER_FORWARDED: &str = "; never forwarded to browsers";
+
 #[derive(Clone, Copy)]
 struct Side<'a> {
     model: &'a Model,
@@ -309,13 +315,7 @@ impl Walk<'_> {
         if place.forwarded {
             self.push(at, Audience::Browsers, rule, compatibility, message);
         } else {
-            self.push(
-                at,
-                Audience::Browsers,
-                rule,
-                Compatibility::Full,
-                format!("{message}; never forwarded to browsers"),
-            );
+            self.push(at, Audience::Browsers, rule, Compatibility::Full, format!("{message}{NEVER_FORWARDED}"));
         }
     }
 
@@ -325,14 +325,12 @@ impl Walk<'_> {
         let forwarded: BTreeSet<(String, String, Rule)> = self
             .changes
             .iter()
-            .filter(|change| {
-                change.audience == Audience::Browsers && !change.message.ends_with("never forwarded to browsers")
-            })
+            .filter(|change| change.audience == Audience::Browsers && !change.message.ends_with(NEVER_FORWARDED))
             .map(|change| (change.file.clone(), change.pointer.clone(), change.rule))
             .collect();
         self.changes.retain(|change| {
             !(change.audience == Audience::Browsers
-                && change.message.ends_with("never forwarded to browsers")
+                && change.message.ends_with(NEVER_FORWARDED)
                 && forwarded.contains(&(change.file.clone(), change.pointer.clone(), change.rule)))
         });
         self.changes.sort();
@@ -357,17 +355,21 @@ impl Walk<'_> {
             );
         }
         let payloads = [old.model.envelope.payload_field.clone(), new.model.envelope.payload_field.clone()];
-        let (old_name, new_name) = (old.model.envelope.type_name.clone(), new.model.envelope.type_name.clone());
-        if let Some((def, _)) = new.struct_fields(&new_name) {
-            let place = Place {
-                file: new.label(&def.file),
-                pointer: def.pointer.clone(),
-                forwarded: false,
-                forwarding_changed: false,
-            };
-            // The payload keys' schemas are the events', compared per event.
-            self.structs(&old_name, &new_name, &place, &payloads);
-        }
+        let (Some((old_def, old_fields)), Some((new_def, new_fields))) =
+            (old.struct_fields(&old.model.envelope.type_name), new.struct_fields(&new.model.envelope.type_name))
+        else {
+            return;
+        };
+        let base = |side: Side<'_>, def: &TypeDef| Place {
+            file: side.label(&def.file),
+            pointer: def.pointer.clone(),
+            forwarded: false,
+            forwarding_changed: false,
+        };
+        // Every notification carries these envelope keys (as `event_id`, `timestamp` and
+        // `correlation_id`); the payload keys' schemas are the events', compared per event.
+        let forwarding = |key: &str| (ENVELOPE_KEYS_IN_NOTIFICATIONS.contains(&key), false);
+        self.fields(old_fields, new_fields, &base(old, old_def), &base(new, new_def), &forwarding, &payloads);
     }
 
     fn events(&mut self) {
