@@ -12,11 +12,12 @@ use herald_codegen::compat::{self, Ack, Change};
 /// The acknowledgement file's name inside the new definitions folder.
 const ACK_FILE: &str = "compat-ack.toml";
 
-pub(crate) const USAGE: &str = "\
-    compat OLD NEW       compare the definitions in folder OLD with those in folder NEW
+// The first line starts on the quote's line: a `\` line continuation would eat its indentation.
+pub(crate) const USAGE: &str = "    compat OLD NEW       compare the definitions in folder OLD with those in folder NEW
     compat --against REV [--transitive]
                          compare the definitions folder with its version at git revision REV (with
-                         --transitive: with every version in REV's history; alone, REV is HEAD)
+                         --transitive: with every version on REV's first-parent history; alone,
+                         REV is HEAD)
                          options: --ack FILE (default: compat-ack.toml in the new definitions folder)
                          exit status 1 when a breaking change is not acknowledged; see
                          docs/event-definitions.md, \"The breaking-change check\"
@@ -90,7 +91,7 @@ pub(crate) fn run(args: &[String], defs: impl FnOnce() -> Result<PathBuf, String
     let prefix = git.run(&["rev-parse", "--show-prefix"])?;
     let path = prefix.trim_end_matches('/').to_owned();
     let commits: Vec<String> = if options.transitive {
-        git.run(&["log", "--format=%H", &rev, "--", "."])?.lines().map(str::to_owned).collect()
+        git.run(&["log", "--first-parent", "--format=%H", &rev, "--", "."])?.lines().map(str::to_owned).collect()
     } else {
         vec![git.run(&["rev-parse", &format!("{rev}^{{commit}}")])?]
     };
@@ -100,7 +101,7 @@ pub(crate) fn run(args: &[String], defs: impl FnOnce() -> Result<PathBuf, String
     for (index, commit) in commits.iter().enumerate() {
         let title = git.run(&["log", "-1", "--format=%h %s", commit])?;
         let Ok(tree) = git.run(&["rev-parse", "--verify", "-q", &format!("{commit}:{path}")]) else {
-            println!("compat: skipped {title}: it has no {path}/");
+            println!("compat: skipped {title}: it has no {new_folder}/");
             continue;
         };
         if !seen_trees.insert(tree.clone()) {
@@ -120,7 +121,7 @@ pub(crate) fn run(args: &[String], defs: impl FnOnce() -> Result<PathBuf, String
             }
         };
         compared += 1;
-        println!("compat: {new_folder} at {title} -> {}", new_dir.display());
+        println!("compat: {new_folder}/ at {title} -> {new_folder}/ in the working tree");
         report.add(compat::compare(&old, &new_folder, &new, &new_folder));
     }
     if compared == 0 {
