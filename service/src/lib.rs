@@ -117,8 +117,7 @@ pub async fn run(
         max_per_batch: config.parked_max_per_batch.max(1),
         owner_ttl_seconds: config.owner_ttl_seconds,
     };
-    let history =
-        backend::HistoryBounds { size: config.history_size, ttl_seconds: config.history_ttl_seconds };
+    let history = backend::HistoryBounds { size: config.history_size, ttl_seconds: config.history_ttl_seconds };
 
     let mut tasks = supervisor::Supervisor::default();
     let (backend, hub, kafka) = match (&config.kafka_brokers, &config.redis_url) {

@@ -95,7 +95,8 @@ impl Since {
 
     /// The `since` query parameter of a WebSocket upgrade, if any.
     pub(crate) fn from_query(query: Option<&str>) -> Option<Since> {
-        form_urlencoded::parse(query?.as_bytes()).find_map(|(name, value)| (name == "since").then(|| Since::parse(&value)))
+        form_urlencoded::parse(query?.as_bytes())
+            .find_map(|(name, value)| (name == "since").then(|| Since::parse(&value)))
     }
 }
 
@@ -154,11 +155,8 @@ impl Resume {
     pub(crate) fn replay(&mut self, history: History) -> (String, Vec<String>) {
         self.done = true;
         let first_live = self.first_live;
-        let entries: Vec<(NotificationId, String)> = history
-            .entries
-            .into_iter()
-            .filter(|(id, _)| first_live.is_none_or(|first| *id < first))
-            .collect();
+        let entries: Vec<(NotificationId, String)> =
+            history.entries.into_iter().filter(|(id, _)| first_live.is_none_or(|first| *id < first)).collect();
         if let Some((id, _)) = entries.last() {
             self.last = Some(self.last.map_or(*id, |last| last.max(*id)));
         }
@@ -177,7 +175,8 @@ mod tests {
 
     #[test]
     fn ids_parse_only_as_two_decimal_integers() {
-        let check = |text: &str, expect: Option<NotificationId>| assert_eq!(NotificationId::parse(text), expect, "{text:?}");
+        let check =
+            |text: &str, expect: Option<NotificationId>| assert_eq!(NotificationId::parse(text), expect, "{text:?}");
         check("1764597600123-0", Some(id(1_764_597_600_123, 0)));
         check("0-0", Some(id(0, 0)));
         check("5-18446744073709551615", Some(id(5, u64::MAX)));

@@ -146,10 +146,8 @@ impl Stop {
         match self {
             Stop::Client => "client",
             Stop::Slow => {
-                let reason = reason(
-                    "SLOW_CONSUMER",
-                    "Too many undelivered notifications; reconnect with since=<the last id processed> to get them",
-                );
+                let reason =
+                    reason("SLOW_CONSUMER", "Too many undelivered notifications; reconnect with since=<last id>");
                 close_with(socket, close::SLOW_CONSUMER, reason).await;
                 "slow_client"
             }

@@ -20,7 +20,7 @@ mod kafka_flow;
 mod lookup;
 mod poison;
 mod redis_backend;
-mod resume;
 mod resilience;
+mod resume;
 mod trace_context;
 mod websocket;

@@ -8,8 +8,8 @@
 use serde_json::{Value, json};
 
 use super::harness::{
-    Client, Herald, Infra, Producer, Received, Scope, class_created, cluster_infra, envelope, free_port,
-    infra, token, wait_until,
+    Client, Herald, Infra, Producer, Received, Scope, class_created, cluster_infra, envelope, free_port, infra, token,
+    wait_until,
 };
 
 /// A notification id `"<ms>-<seq>"` as the ordered pair.
@@ -105,10 +105,11 @@ async fn a_tab_resumes_with_nothing_missing(scope: &Scope, infra: &Infra, first:
     assert_exactly("replayed after ?since", &replayed, &missed);
     let live = produce(&producer, scope, &teacher, "live", 1).await;
     let next = tab.notification().await;
-    assert_exactly("live after the replay", &[replayed.last().unwrap().clone(), next.clone()], &[
-        missed.last().unwrap().clone(),
-        live[0].clone(),
-    ]);
+    assert_exactly(
+        "live after the replay",
+        &[replayed.last().unwrap().clone(), next.clone()],
+        &[missed.last().unwrap().clone(), live[0].clone()],
+    );
     tab.close().await;
 
     // The resume frame: a notification published after the socket opened is written live before
@@ -237,7 +238,8 @@ async fn a_history_lost_with_redis_is_not_recovered() {
     tab.close().await;
     produce(&producer, &scope, &teacher, "missed", 3).await;
     wait_published(&[&herald], 4.0).await;
-    let mut connection = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut connection =
+        redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let () = redis::cmd("FLUSHALL").query_async(&mut connection).await.unwrap();
 
     let mut tab = connect(&herald, &teacher, Some(last["id"].as_str().unwrap())).await;

@@ -580,10 +580,18 @@ mod tests {
         };
         let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
         let health = Health::new(metrics.clone());
-        let (backend, _subscriber) =
-            RedisBackend::connect(&target, hub, subscriptions, parking, history, metrics, health, CancellationToken::new())
-                .await
-                .unwrap();
+        let (backend, _subscriber) = RedisBackend::connect(
+            &target,
+            hub,
+            subscriptions,
+            parking,
+            history,
+            metrics,
+            health,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         backend
     }
 
@@ -789,11 +797,14 @@ mod tests {
             )
         };
         let body_bytes: usize = (0..USERS * PER_USER).map(|index| body(index).len()).sum();
-        assert!(backend.publish_once("warm-up", &digest(u64::MAX), 86_400, "}", now_unix_ms()).await.unwrap().is_some());
+        assert!(
+            backend.publish_once("warm-up", &digest(u64::MAX), 86_400, "}", now_unix_ms()).await.unwrap().is_some()
+        );
         let dedupe_keys = |connection: &mut redis::aio::MultiplexedConnection| {
             let mut connection = connection.clone();
             async move {
-                let keys: Vec<String> = redis::cmd("KEYS").arg("herald:*dedupe*").query_async(&mut connection).await.unwrap();
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg("herald:*dedupe*").query_async(&mut connection).await.unwrap();
                 if !keys.is_empty() {
                     let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
                 }
