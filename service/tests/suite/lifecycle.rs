@@ -191,7 +191,11 @@ async fn the_connection_limit_counts_every_instance_and_forgets_a_dead_one() {
     let killed = std::time::Instant::now();
     let stale = "B accepts the user's sockets again once A's entries are stale";
     let _held = [open_when_allowed(&b, &teacher, stale).await, open_when_allowed(&b, &teacher, stale).await];
-    eprintln!("global-limit: a dead instance's sockets stopped counting after {:?} (bound 1.5 s)", killed.elapsed());
+    eprintln!(
+        "global-limit: a dead instance's sockets stopped counting {:?} after it was killed (stale 1.5 s after its last \
+         refresh; polled every 100 ms)",
+        killed.elapsed()
+    );
     assert!(try_open(&b, &teacher).await.is_none(), "the limit holds again with B's two sockets");
     assert_eq!(b.metric("herald_connection_limit_fallbacks_total").await, 0.0, "Redis answered every handshake");
 }
