@@ -27,8 +27,8 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-pub(crate) use crate::backend::Seat;
 use crate::auth::{AuthError, Authenticator, Verified};
+pub(crate) use crate::backend::Seat;
 use crate::backend::now_unix_ms;
 use crate::hub::{QuotaExceeded, Registration};
 

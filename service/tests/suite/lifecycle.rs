@@ -78,7 +78,11 @@ async fn a_socket_closes_at_its_tokens_exp_unless_refreshed_in_band_by_the_same_
     let mut socket = open(&herald, &expiring(&teacher, first_exp)).await;
     for (case, refresh, expected) in [
         ("another sub", token(&other), "TOKEN_SUBJECT_MISMATCH"),
-        ("wrong signature", token_with("not-the-secret", json!({ "sub": teacher, "exp": now() + 3600 })), "TOKEN_INVALID_SIGNATURE"),
+        (
+            "wrong signature",
+            token_with("not-the-secret", json!({ "sub": teacher, "exp": now() + 3600 })),
+            "TOKEN_INVALID_SIGNATURE",
+        ),
     ] {
         socket.send_text(&auth_frame(&refresh)).await;
         let answer = socket.notification().await;

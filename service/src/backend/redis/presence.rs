@@ -141,7 +141,11 @@ impl Presence {
     pub(crate) async fn take_seat(self: &Arc<Self>, user: &str) -> Result<Seat, QuotaExceeded> {
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let mut invocation = self.admit.prepare_invoke();
-        invocation.key(self.redis.keys.connections(user)).arg(self.member(number)).arg(self.limit).arg(self.stale_after_ms());
+        invocation
+            .key(self.redis.keys.connections(user))
+            .arg(self.member(number))
+            .arg(self.limit)
+            .arg(self.stale_after_ms());
         match tokio::time::timeout(ADMIT_TIMEOUT, self.redis.invoke::<i64>(&invocation)).await {
             Ok(Ok(0)) => return Err(QuotaExceeded),
             Ok(Ok(_)) => {}
