@@ -10,7 +10,9 @@
 
 use serde_json::{Value, json};
 
-use super::harness::{Client, DEADLINE, Herald, Received, SECRET, Scope, infra, now, token, token_with, wait_until};
+use super::harness::{
+    Client, DEADLINE, Herald, Infra, Received, SECRET, Scope, cluster_infra, infra, now, token, token_with, wait_until,
+};
 
 /// Connects with `token` and proves the socket is open (a ping answered with a pong).
 async fn open(herald: &Herald, token: &str) -> Client {
@@ -172,7 +174,18 @@ async fn sigterm_drains_sockets_in_batches_with_1012_and_retry_after_while_not_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_limit_counts_every_instance_and_forgets_a_dead_one() {
-    let infra = infra();
+    limit_across_instances(infra()).await;
+}
+
+/// The same two production tests on a 3-master Redis Cluster: the connection sets live in the
+/// users' shard slots, and the control channel is a sharded channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_the_limit_and_the_disconnect_reach_every_instance() {
+    limit_across_instances(cluster_infra()).await;
+    disconnect_everywhere(cluster_infra()).await;
+}
+
+async fn limit_across_instances(infra: Infra) {
     let scope = Scope::new("global-limit");
     let flags = ["--max-connections-per-user", "2", "--presence-refresh-ms", "500"];
     let mut a = Herald::production(&scope, &infra, &flags).await;
@@ -206,7 +219,10 @@ async fn the_connection_limit_counts_every_instance_and_forgets_a_dead_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_disconnects_a_user_on_every_instance() {
-    let infra = infra();
+    disconnect_everywhere(infra()).await;
+}
+
+async fn disconnect_everywhere(infra: Infra) {
     let scope = Scope::new("admin-disconnect");
     let flags = ["--admin-token", "s3cret-admin"];
     let a = Herald::production(&scope, &infra, &flags).await;
