@@ -123,9 +123,17 @@ pub struct Config {
     #[arg(long, env = "HERALD_JWT_LEEWAY_SECONDS", default_value_t = 30)]
     pub jwt_leeway_seconds: u64,
 
-    /// Connections one user may hold on this instance; the next is closed with 4000.
+    /// Connections one user may hold, counted across every instance in production mode (in Redis;
+    /// on this instance alone when Redis does not answer at the handshake); the next is closed with
+    /// 4000.
     #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     pub max_connections_per_user: usize,
+
+    /// Milliseconds between refreshes of this instance's connections in Redis (production mode):
+    /// the connections of an instance that died stop counting against --max-connections-per-user
+    /// within three intervals.
+    #[arg(long, env = "HERALD_PRESENCE_REFRESH_MS", default_value_t = 10_000)]
+    pub presence_refresh_ms: u64,
 
     /// Notifications queued per connection before the slow-client policy closes it (4002, resume
     /// with `since`).
@@ -200,9 +208,20 @@ pub struct Config {
     #[arg(long, env = "HERALD_OWNER_LOOKUP_TIMEOUT_SECONDS", default_value_t = 2)]
     pub owner_lookup_timeout_seconds: u64,
 
-    /// Seconds allowed for a graceful shutdown after SIGTERM.
+    /// Seconds allowed for a graceful shutdown after SIGTERM, counted after the drain.
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
+
+    /// Seconds over which SIGTERM closes the sockets, in staggered batches (1012 with a jittered
+    /// `retry_after_ms`), while /readyz is 503 and new sockets are refused; 0 closes them all at
+    /// once. herald stops after the drain, within --shutdown-timeout-seconds more.
+    #[arg(long, env = "HERALD_DRAIN_SECONDS", default_value_t = 10)]
+    pub drain_seconds: u64,
+
+    /// Secret that the admin API (POST /admin/v1/users/{user_id}/disconnect) requires as
+    /// `Authorization: Bearer <token>`. Without it the admin API is off (404).
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
 
     /// OTLP/HTTP endpoint that receives traces (e.g. http://collector:4318/v1/traces). Spans
     /// continue the producer's trace from `metadata.traceparent`; without an endpoint they are only
@@ -385,6 +404,9 @@ impl Config {
         }
         if self.ingest_token.as_ref().is_some_and(|token| token.expose_secret().is_empty()) {
             return Err("--ingest-token is empty: set a secret, or unset it".into());
+        }
+        if self.admin_token.as_ref().is_some_and(|token| token.expose_secret().is_empty()) {
+            return Err("--admin-token is empty: set a secret, or unset it to turn the admin API off".into());
         }
         if self.owner_lookup_concurrency == 0 || self.owner_lookup_timeout_seconds == 0 {
             return Err("--owner-lookup-concurrency and --owner-lookup-timeout-seconds must be at least 1".into());

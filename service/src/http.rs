@@ -1,4 +1,5 @@
-//! The HTTP routes: health, readiness, metrics, event ingest and the WebSocket endpoint.
+//! The HTTP routes: health, readiness, metrics, event ingest, the WebSocket endpoint and (see
+//! `admin`) the admin API.
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics));
+    if app.admin_token.is_some() {
+        router = router.merge(crate::admin::routes());
+    }
     if app.http_ingest {
         router = router.route("/v1/events", post(ingest).layer(DefaultBodyLimit::max(app.max_record_bytes)));
     }
@@ -73,7 +77,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 /// (required in production), only a request carrying it as a bearer token is accepted.
 async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(expected) = &app.ingest_token
-        && !presents_ingest_token(&headers, expected.expose_secret())
+        && !presents_bearer_secret(&headers, expected.expose_secret())
     {
         let message = "POST /v1/events needs `Authorization: Bearer <ingest token>` (the --ingest-token secret)";
         return (
@@ -111,7 +115,7 @@ async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byte
 /// Whether the request carries `Authorization: Bearer <expected>`. The comparison takes the same
 /// time wherever the tokens differ: it compares SHA-256 digests of both (so their lengths do not
 /// matter either) with `subtle`, which does not stop at the first difference.
-fn presents_ingest_token(headers: &HeaderMap, expected: &str) -> bool {
+pub(crate) fn presents_bearer_secret(headers: &HeaderMap, expected: &str) -> bool {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     let presented = headers
@@ -134,7 +138,7 @@ mod tests {
         if let Some(value) = authorization {
             headers.insert(header::AUTHORIZATION, value.parse().unwrap());
         }
-        assert_eq!(presents_ingest_token(&headers, "s3cret-ingest"), expected, "{authorization:?}");
+        assert_eq!(presents_bearer_secret(&headers, "s3cret-ingest"), expected, "{authorization:?}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::session::{CloseOrder, Closing};
 
 /// One message for a socket's writer: the encoded notification and the Kafka timestamp it came
 /// from, for the latency histogram.
@@ -74,6 +75,8 @@ struct Connection {
     sender: mpsc::Sender<Outbound>,
     /// Cancelled when the connection is too slow to keep up.
     slow: CancellationToken,
+    /// Orders from outside the socket's task to close it (a drain, an operator; see `session`).
+    order: Arc<CloseOrder>,
 }
 
 pub(crate) struct Hub {
@@ -95,6 +98,8 @@ pub(crate) struct Registration {
     pub receiver: mpsc::Receiver<Outbound>,
     /// Cancelled by the slow-client policy.
     pub slow: CancellationToken,
+    /// Given when a drain or an operator closes the connection.
+    pub order: Arc<CloseOrder>,
     /// Fires when the user's channel is listened to; `None` when it already was.
     subscribed: Option<oneshot::Receiver<()>>,
 }
@@ -130,6 +135,7 @@ impl Hub {
     pub(crate) fn register(self: &Arc<Self>, user: &str) -> Result<Registration, QuotaExceeded> {
         let (sender, receiver) = mpsc::channel(self.queue);
         let slow = CancellationToken::new();
+        let order = Arc::new(CloseOrder::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let subscribed = {
             let mut users = self.lock();
@@ -144,7 +150,7 @@ impl Hub {
                 return Err(QuotaExceeded);
             }
             let first = entry.connections.is_empty();
-            entry.connections.push(Connection { id, sender, slow: slow.clone() });
+            entry.connections.push(Connection { id, sender, slow: slow.clone(), order: Arc::clone(&order) });
             let subscribed = (!entry.subscribed).then(|| {
                 let (confirm, confirmed) = oneshot::channel();
                 entry.waiting.push(confirm);
@@ -158,7 +164,7 @@ impl Hub {
             subscribed
         };
         self.metrics.connections.inc();
-        Ok(Registration { hub: Arc::clone(self), user: user.to_owned(), id, receiver, slow, subscribed })
+        Ok(Registration { hub: Arc::clone(self), user: user.to_owned(), id, receiver, slow, order, subscribed })
     }
 
     fn deregister(&self, user: &str, id: u64) {
@@ -218,6 +224,21 @@ impl Hub {
     /// Redis subscriber must listen to.
     pub(crate) fn users(&self) -> Vec<(String, u64)> {
         self.lock().iter().map(|(user, entry)| (user.clone(), entry.generation)).collect()
+    }
+
+    /// Orders every connection of `user` on this instance closed; returns how many.
+    pub(crate) fn close_user(&self, user: &str, closing: Closing) -> usize {
+        let users = self.lock();
+        let Some(entry) = users.get(user) else { return 0 };
+        entry.connections.iter().filter(|connection| connection.order.give(closing)).count()
+    }
+
+    /// The close orders of the connections no order was given to yet (what a drain still has to
+    /// close).
+    pub(crate) fn unordered(&self) -> Vec<Arc<CloseOrder>> {
+        let users = self.lock();
+        let open = users.values().flat_map(|entry| &entry.connections);
+        open.filter(|connection| !connection.order.is_given()).map(|connection| Arc::clone(&connection.order)).collect()
     }
 
     /// Connections on this instance.

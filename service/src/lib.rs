@@ -9,6 +9,9 @@
 //! - `resume`: notification ids (`<ms>-<seq>`) and what a resuming socket is sent.
 //! - `hub`: this instance's connections and in-process fan-out of encoded bytes.
 //! - `ws`, `auth`: the WebSocket endpoint and JWT verification.
+//! - `session`: a socket's token expiry and in-band refresh, and orders to close it from outside.
+//! - `drain`: closing the sockets in staggered batches on SIGTERM.
+//! - `admin`: the operators' API (disconnect a user everywhere), off unless configured.
 //! - `http`, `metrics`, `health`: health, readiness checks, Prometheus metrics, HTTP ingest.
 //! - `supervisor`: the background tasks, watched together; one that ends early stops herald.
 //!
@@ -17,15 +20,18 @@
 
 pub mod config;
 
+mod admin;
 mod auth;
 mod backend;
 mod consumer;
+mod drain;
 mod health;
 mod http;
 mod hub;
 mod metrics;
 mod pipeline;
 mod resume;
+mod session;
 mod supervisor;
 mod ws;
 
@@ -61,6 +67,12 @@ pub(crate) struct AppState {
     pub ingest_token: Option<SecretString>,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    /// The drain on SIGTERM: new sockets are refused while it runs.
+    pub drain: drain::Drain,
+    /// The per-user limit across instances (production mode); `None` counts on this instance only.
+    pub presence: Option<Arc<backend::Presence>>,
+    /// The secret the admin API requires; the API is off without it.
+    pub admin_token: Option<SecretString>,
 }
 
 /// Why herald could not start, or stopped without being asked to.
@@ -120,7 +132,7 @@ pub async fn run(
     let history = backend::HistoryBounds { size: config.history_size, ttl_seconds: config.history_ttl_seconds };
 
     let mut tasks = supervisor::Supervisor::default();
-    let (backend, hub, kafka) = match (&config.kafka_brokers, &config.redis_url) {
+    let (backend, hub, kafka, presence) = match (&config.kafka_brokers, &config.redis_url) {
         (Some(brokers), Some(redis_url)) => {
             let (changes, subscriptions) = tokio::sync::mpsc::unbounded_channel();
             let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, Some(changes), metrics.clone());
@@ -147,12 +159,19 @@ pub async fn run(
                 backend::subscribe(subscriber).await;
                 Ok(())
             });
-            (backend::Backend::Redis(redis), hub, Some(kafka))
+            let refresh = Duration::from_millis(config.presence_refresh_ms);
+            let presence = backend::Presence::new(Arc::clone(&redis), config.max_connections_per_user, refresh);
+            let (refresher, stop) = (Arc::clone(&presence), stop.clone());
+            tasks.spawn("connection presence", async move {
+                refresher.run(stop).await;
+                Ok(())
+            });
+            (backend::Backend::Redis(redis), hub, Some(kafka), Some(presence))
         }
         _ => {
             let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, None, metrics.clone());
             let memory = backend::MemoryBackend::new(Arc::clone(&hub), parking, history, metrics.clone());
-            (backend::Backend::Memory(Arc::new(memory)), hub, None)
+            (backend::Backend::Memory(Arc::new(memory)), hub, None, None)
         }
     };
     let (lookups, lookup_runner) = match &config.owner_lookup_url {
@@ -182,6 +201,9 @@ pub async fn run(
         ingest_token: config.ingest_token.clone(),
         ping_interval: config.ping_interval(),
         idle_timeout: config.idle_timeout(),
+        drain: drain::Drain::new(Duration::from_secs(config.drain_seconds)),
+        presence,
+        admin_token: config.admin_token.clone(),
     });
 
     if let Some(kafka) = kafka {
@@ -211,12 +233,21 @@ pub async fn run(
     tasks.spawn("http server", async move { server.await.map_err(|error| error.to_string()) });
 
     let shutdown = std::pin::pin!(shutdown);
-    let ended = tokio::select! {
+    let mut ended = tokio::select! {
         () = shutdown => None,
         ended = tasks.ended() => Some(ended),
     };
+    if ended.is_none() {
+        // Everything keeps running while the sockets leave a batch at a time; a task that ends
+        // meanwhile cuts the drain short.
+        tracing::info!(drain_seconds = config.drain_seconds, "draining: /readyz is 503, new sockets are refused");
+        ended = tokio::select! {
+            () = app.drain.run(&app.hub, &health) => None,
+            ended = tasks.ended() => Some(ended),
+        };
+    }
     match &ended {
-        None => tracing::info!("shutting down: stop consuming, commit, close sockets with 1012"),
+        None => tracing::info!("shutting down: stop consuming, commit, close the remaining sockets with 1012"),
         Some(ended) => {
             tracing::error!(
                 task = ended.task,

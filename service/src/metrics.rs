@@ -26,7 +26,8 @@ pub(crate) struct CheckLabel {
 pub(crate) struct Metrics {
     /// Open, authenticated WebSocket connections on this instance.
     pub connections: Gauge<i64, AtomicI64>,
-    /// Connections closed, by reason (auth, quota, slow_client, idle, client, shutdown).
+    /// Connections closed, by reason (auth, quota, slow_client, idle, client, shutdown, expired,
+    /// disconnected).
     pub connections_closed: Family<Reason, Counter<u64, AtomicU64>>,
     /// Notifications published (once per event, whatever the number of sockets).
     pub published: Counter<u64, AtomicU64>,
@@ -49,6 +50,9 @@ pub(crate) struct Metrics {
     /// Times the Redis subscriber lost its connection (an error, or a PING unanswered) and
     /// reconnected.
     pub subscriber_reconnects: Counter<u64, AtomicU64>,
+    /// Handshakes that counted the user's connections on this instance only, because Redis did not
+    /// answer (see `backend::redis::presence`).
+    pub connection_limit_fallbacks: Counter<u64, AtomicU64>,
     /// Records behind the end of the assigned partitions, summed.
     pub consumer_lag: Gauge<i64, AtomicI64>,
     /// Seconds from a record's Kafka timestamp to its notification being written to a socket.
@@ -72,6 +76,7 @@ impl Metrics {
             too_old: Counter::default(),
             retries: Counter::default(),
             subscriber_reconnects: Counter::default(),
+            connection_limit_fallbacks: Counter::default(),
             consumer_lag: Gauge::default(),
             kafka_to_socket_seconds: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -129,6 +134,11 @@ impl Metrics {
             "redis_subscriber_reconnects",
             "Times the Redis subscriber lost its connection (error or unanswered PING) and reconnected",
             metrics.subscriber_reconnects.clone(),
+        );
+        registry.register(
+            "connection_limit_fallbacks",
+            "Handshakes that counted the user's connections on this instance only because Redis did not answer",
+            metrics.connection_limit_fallbacks.clone(),
         );
         (metrics, registry)
     }

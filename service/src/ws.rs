@@ -7,11 +7,18 @@
 //! | code | when |
 //! |---|---|
 //! | 1008 | the token is missing or invalid, or its `sub` is the placeholder `"unknown"` (reason: `{"error_code": ..., "message": ...}`) |
-//! | 4000 | the user already holds the maximum number of connections (`QUOTA_EXCEEDED`) |
+//! | 4000 | the user already holds `--max-connections-per-user` sockets, counted across every instance (`QUOTA_EXCEEDED`) |
+//! | 4001 | the token's `exp` (plus `--jwt-leeway-seconds`) passed and no `auth` frame refreshed it (`TOKEN_EXPIRED`) |
 //! | 4002 | the connection's send queue filled up: the client is too slow (`SLOW_CONSUMER`); reconnect with `since` set to the last id processed to get what was missed |
+//! | 4003 | an operator disconnected the user (`DISCONNECTED`, see `admin`) |
 //! | 1001 | the client stopped answering pings, or stopped reading (`IDLE_TIMEOUT`) |
 //! | 1009 | the client sent a frame or message over `--max-inbound-bytes` (`MESSAGE_TOO_BIG`) |
-//! | 1012 | the server is shutting down; reconnect to another instance (`SERVICE_RESTART`) |
+//! | 1012 | the instance drains or shuts down; reconnect (to another instance) after the reason's `retry_after_ms` (`SERVICE_RESTART`, see `drain`); also a socket opened while the instance drains |
+//!
+//! Client frames: `{"type":"ping"}` (answered `{"type":"pong"}`), `{"type":"resume","since":
+//! "<id>"}` (see below) and `{"type":"auth","token":
+//! "<jwt>"}`, the in-band token refresh (answered `{"type":"auth","ok":true,"exp":N}` or
+//! `{"type":"auth","ok":false,"error_code":...,"message":...}`; see `session`).
 //!
 //! A token offered as a subprotocol (`Sec-WebSocket-Protocol: bearer, <token>`) is answered with
 //! the protocol `bearer` only: the token is never echoed in a response header.
@@ -23,7 +30,8 @@
 //! history is read, and live copies of replayed notifications are dropped by id.
 //!
 //! One task per socket reads client frames and writes queued notifications; client frames never
-//! block delivery for long, since the only replies they can cause are a pong and one resume.
+//! block delivery for long, since the only replies they can cause are a pong, an auth answer and
+//! one resume.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,15 +44,17 @@ use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::auth::{self, AuthError};
+use crate::auth::{self, AuthError, Verified};
 use crate::backend::now_unix_ms;
 use crate::hub::{QuotaExceeded, Registration};
 use crate::resume::{self, Resume, Since};
+use crate::session::{self, Closing, Session};
 
 /// Close codes, as documented above.
 mod close {
     pub(super) const POLICY: u16 = 1008;
     pub(super) const QUOTA: u16 = 4000;
+    pub(super) const TOKEN_EXPIRED: u16 = 4001;
     pub(super) const SLOW_CONSUMER: u16 = 4002;
     pub(super) const GOING_AWAY: u16 = 1001;
     pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
@@ -78,8 +88,11 @@ pub(crate) async fn upgrade(
     if let Some(protocol) = extracted.as_ref().and_then(|token| token.echo_protocol.clone()) {
         upgrade = upgrade.protocols([protocol]);
     }
+    if app.drain.is_draining() {
+        return upgrade.on_upgrade(move |socket| serve(socket, app, Admission::Draining, None));
+    }
     let verified = match &extracted {
-        Some(token) => app.authenticator.verify(token.token.expose_secret()),
+        Some(token) => app.authenticator.verify_session(token.token.expose_secret()),
         None => Err(AuthError::Missing),
     };
     // Register before answering the handshake, and answer only once this instance listens to the
@@ -87,16 +100,16 @@ pub(crate) async fn upgrade(
     // user is missed.
     let admission = match verified {
         Err(error) => Admission::Unauthenticated(error),
-        Ok(user) => match app.hub.register(&user) {
-            Err(QuotaExceeded) => Admission::OverQuota(user),
-            Ok(mut registration) => {
+        Ok(verified) => match session::admit(&app, &verified.user).await {
+            Err(QuotaExceeded) => Admission::OverQuota(verified.user),
+            Ok((mut registration, seat)) => {
                 if !registration.subscribed(SUBSCRIBE_WAIT).await {
                     tracing::warn!(
-                        user,
+                        user = verified.user,
                         "the user's channel is not subscribed yet (Redis unreachable?); connecting anyway"
                     );
                 }
-                Admission::Admitted(user, registration)
+                Admission::Admitted(verified, registration, seat)
             }
         },
     };
@@ -110,7 +123,10 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 enum Admission {
     Unauthenticated(AuthError),
     OverQuota(String),
-    Admitted(String, Registration),
+    /// The instance drains: the socket is closed at once with 1012 (see `drain`).
+    Draining,
+    /// Registered in the hub and, in production mode, counted across instances (the seat).
+    Admitted(Verified, Registration, Option<session::Seat>),
 }
 
 /// The reply to the documented client ping.
@@ -132,8 +148,13 @@ enum Stop {
     Client,
     /// The slow-client policy (see `hub`): 4002, resume to get what was missed.
     Slow,
-    /// The service is shutting down: 1012.
-    Shutdown,
+    /// The service is shutting down without a drain (or after it): 1012, reconnect after this
+    /// many milliseconds.
+    Shutdown(u64),
+    /// The token expired and was not refreshed: 4001.
+    Expired,
+    /// A drain or an operator ordered the socket closed: 1012 or 4003.
+    Ordered(Closing),
     /// The client has not answered pings, or has not taken a write, for the idle timeout: 1001.
     Idle,
     /// The client sent a frame or message over `--max-inbound-bytes`: 1009.
@@ -151,10 +172,18 @@ impl Stop {
                 close_with(socket, close::SLOW_CONSUMER, reason).await;
                 "slow_client"
             }
-            Stop::Shutdown => {
-                let reason = reason("SERVICE_RESTART", "Server restarting; reconnect");
-                close_with(socket, close::SERVICE_RESTART, reason).await;
+            Stop::Shutdown(retry_after_ms) => {
+                close_with(socket, close::SERVICE_RESTART, session::restart_reason(retry_after_ms)).await;
                 "shutdown"
+            }
+            Stop::Expired => {
+                close_with(socket, close::TOKEN_EXPIRED, Session::expired_reason()).await;
+                "expired"
+            }
+            Stop::Ordered(closing) => {
+                let (code, reason) = closing.frame();
+                close_with(socket, code, reason).await;
+                closing.metric()
             }
             Stop::Idle => {
                 close_with(socket, close::GOING_AWAY, reason("IDLE_TIMEOUT", "No answer to pings")).await;
@@ -176,7 +205,7 @@ impl Stop {
 async fn write(socket: &mut WebSocket, message: Message, slow: &CancellationToken, app: &AppState) -> Result<(), Stop> {
     tokio::select! {
         biased;
-        () = app.shutdown.cancelled() => Err(Stop::Shutdown),
+        () = app.shutdown.cancelled() => Err(Stop::Shutdown(app.drain.retry_after_ms())),
         () = slow.cancelled() => Err(Stop::Slow),
         written = socket.send(message) => written.map_err(|_| Stop::Client),
         () = tokio::time::sleep(app.idle_timeout) => Err(Stop::Idle),
@@ -188,8 +217,13 @@ fn reason(error_code: &str, message: &str) -> String {
 }
 
 async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, since: Option<Since>) {
-    let (user, mut registration) = match admission {
-        Admission::Admitted(user, registration) => (user, registration),
+    let (verified, mut registration, _seat) = match admission {
+        Admission::Admitted(verified, registration, seat) => (verified, registration, seat),
+        Admission::Draining => {
+            app.metrics.closed("draining");
+            close_with(&mut socket, close::SERVICE_RESTART, session::restart_reason(app.drain.retry_after_ms())).await;
+            return;
+        }
         Admission::Unauthenticated(error) => {
             tracing::info!(error = %error, "connection rejected");
             app.metrics.closed("auth");
@@ -203,6 +237,8 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
             return;
         }
     };
+    let mut session = Session::new(&verified, app.authenticator.leeway_seconds());
+    let user = verified.user;
     tracing::debug!(user, "connected");
     let mut pings = tokio::time::interval(app.ping_interval);
     pings.reset();
@@ -216,8 +252,10 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
             break stop.close(&mut socket).await;
         }
         tokio::select! {
-            () = app.shutdown.cancelled() => break Stop::Shutdown.close(&mut socket).await,
+            () = app.shutdown.cancelled() => break Stop::Shutdown(app.drain.retry_after_ms()).close(&mut socket).await,
             () = registration.slow.cancelled() => break Stop::Slow.close(&mut socket).await,
+            closing = registration.order.given() => break Stop::Ordered(closing).close(&mut socket).await,
+            () = session.expired() => break Stop::Expired.close(&mut socket).await,
             outbound = registration.receiver.recv() => {
                 let Some(outbound) = outbound else { break "server" };
                 if !resume.is_new(resume::id_of(outbound.message.as_bytes())) {
@@ -248,8 +286,17 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
                             break stop.close(&mut socket).await;
                         }
                     }
-                    Message::Text(text) if !resume.done && pending_resume.is_none() => {
-                        pending_resume = resume::resume_frame(&text);
+                    Message::Text(text) => {
+                        let resuming = (!resume.done && pending_resume.is_none())
+                            .then(|| resume::resume_frame(&text))
+                            .flatten();
+                        if resuming.is_some() {
+                            pending_resume = resuming;
+                        } else if let Some(answer) = session.refresh(&text, &app.authenticator)
+                            && let Err(stop) = write(&mut socket, Message::Text(answer), &registration.slow, &app).await
+                        {
+                            break stop.close(&mut socket).await;
+                        }
                     }
                     Message::Close(_) => break "client",
                     // Other frames (pongs, unknown text) only prove the client is alive.

@@ -41,7 +41,7 @@ mod token;
 pub(crate) use extract::extract_token;
 pub use keys::AuthSetupError;
 pub(crate) use keys::KeyConfig;
-pub(crate) use token::{AuthError, Authenticator};
+pub(crate) use token::{AuthError, Authenticator, Verified};
 
 /// Everything [`Authenticator::new`] needs.
 #[derive(Debug)]

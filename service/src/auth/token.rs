@@ -103,6 +103,15 @@ impl AuthError {
     }
 }
 
+/// A verified token: who it names and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// The subject (`sub`): the user id.
+    pub user: String,
+    /// The token's `exp`, in seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
 /// Verifies tokens against one key and one set of claim rules. Built once at start-up; it holds no
 /// mutable state, so one instance behind an `Arc` serves every connection.
 pub(crate) struct Authenticator {
@@ -179,7 +188,19 @@ impl Authenticator {
     }
 
     /// Verifies `token` and returns its subject, the user id.
+    #[cfg(test)]
     pub(crate) fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.verify_session(token).map(|verified| verified.user)
+    }
+
+    /// The clock skew tolerated on `exp`: a socket lives until its token's `exp` plus this.
+    pub(crate) fn leeway_seconds(&self) -> u64 {
+        self.leeway_seconds
+    }
+
+    /// Verifies `token` and returns its subject and its `exp`: what a socket needs to know who it
+    /// serves and until when.
+    pub(crate) fn verify_session(&self, token: &str) -> Result<Verified, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -205,11 +226,20 @@ impl Authenticator {
             Some(_) => return Err(AuthError::InvalidClaim("iat")),
         }
 
+        // `jsonwebtoken` has checked that `exp` is a number in the future (within the leeway); a
+        // fractional NumericDate counts from its whole second.
+        let expires_at = claims
+            .exp
+            .as_ref()
+            .and_then(serde_json::Value::as_f64)
+            .filter(|exp| exp.is_finite() && *exp >= 0.0)
+            .ok_or(AuthError::MissingClaim("exp"))? as u64;
+
         match claims.sub {
             None => Err(AuthError::MissingClaim("sub")),
             Some(serde_json::Value::String(subject)) if !subject.is_empty() => {
                 if herald::runtime::event::is_real_user_id(&subject) {
-                    Ok(subject)
+                    Ok(Verified { user: subject, expires_at })
                 } else {
                     Err(AuthError::PlaceholderSubject)
                 }
@@ -258,6 +288,8 @@ impl Authenticator {
 struct ClaimsCheckedByHerald {
     #[serde(default)]
     sub: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
     #[serde(default)]
     iat: Option<serde_json::Value>,
 }
@@ -420,6 +452,17 @@ mod tests {
     #[track_caller]
     fn check(authenticator: &Authenticator, description: &str, token: &str, expected: Result<&str, AuthError>) {
         assert_eq!(authenticator.verify(token), expected.map(str::to_owned), "{description}");
+    }
+
+    #[test]
+    fn a_verified_token_says_when_it_expires() {
+        let authenticator = strict_hs256_authenticator();
+        let exp = now() + 600;
+        for (case, value, expected) in [("whole", json!(exp), exp), ("fractional", json!(exp as f64 + 0.75), exp)] {
+            let token = sign_hs256(&with_claim("exp", value));
+            let verified = authenticator.verify_session(&token).unwrap_or_else(|error| panic!("{case}: {error}"));
+            assert_eq!(verified, Verified { user: USER_ID.to_owned(), expires_at: expected as u64 }, "{case}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod memory;
 mod redis;
 
 pub(crate) use self::memory::MemoryBackend;
-pub(crate) use self::redis::{RedisBackend, RedisTarget, subscribe};
+pub(crate) use self::redis::{Presence, RedisBackend, RedisTarget, Seat, subscribe};
 
 /// What happened to one notification.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -683,3 +683,13 @@ pub(crate) async fn wait_topics_visible(infra: &Infra, topics: &[String]) {
     })
     .await;
 }
+
+impl Herald {
+    /// Sends SIGTERM without waiting for the process to exit (see [`Herald::exited`]): for tests
+    /// that watch what herald does while it drains.
+    pub(crate) fn signal_terminate(&self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+}

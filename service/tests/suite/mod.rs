@@ -5,6 +5,8 @@
 //! - `resilience`: crash and restart, two instances in one group, graceful shutdown.
 //! - `poison`: records that cannot be delivered, of any size, and a dead-letter topic that cannot
 //!   be written: dead-lettered, not-ready, or the process ends; never skipped silently.
+//! - `lifecycle`: token expiry and in-band refresh, the drain on SIGTERM, the per-user limit across
+//!   instances, and disconnecting a user everywhere.
 //! - `consumer_start`: where a new consumer group starts, and events too old to deliver.
 //! - `redis_backend`: a silent subscriber connection is noticed and replaced; the key flows on a
 //!   3-master Redis Cluster.
@@ -17,6 +19,7 @@ pub(crate) mod harness;
 
 mod consumer_start;
 mod kafka_flow;
+mod lifecycle;
 mod lookup;
 mod poison;
 mod redis_backend;

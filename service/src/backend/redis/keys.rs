@@ -9,6 +9,7 @@
 //!   one slot.
 //! - `{b:<batch>}`: everything of one batch (owner, parked notifications, their digests). A batch
 //!   id containing `}` shortens the tag, but every key of that batch is shortened the same way.
+//! - `{control}`: the control channel on a cluster (see `presence`).
 //! - `{parked:<n>}`: one of [`PARKED_INDEX_SHARDS`] shards of the index of batches with parked
 //!   notifications (batch ids hash to a shard).
 //! - untagged: dedupe sizing (`dedupe-parts`, `dedupe-count`), read and written outside scripts.
@@ -110,6 +111,18 @@ impl Keys {
     pub(crate) fn parked_index(&self, shard: u64) -> String {
         format!("{}{{parked:{shard}}}", self.prefix)
     }
+
+    /// The user's sockets on every instance (a sorted set scored by when each entry goes stale;
+    /// see `presence`), in the user's shard slot.
+    pub(crate) fn connections(&self, user: &str) -> String {
+        format!("{}{{{}}}:connections:{user}", self.prefix, Self::user_tag(user))
+    }
+
+    /// The channel every instance listens to for orders (see `presence`): `{prefix}control`, or
+    /// `{prefix}{control}` on a cluster, where it is a sharded channel of one slot.
+    pub(crate) fn control_channel(&self) -> String {
+        if self.cluster { format!("{}{{control}}", self.prefix) } else { format!("{}control", self.prefix) }
+    }
 }
 
 /// The hash slot of a key or channel, as Redis Cluster computes it (CRC16-XMODEM of the hash tag,
@@ -151,6 +164,7 @@ mod tests {
         for user in ["teacher-1", "é{x}", "a}b", ""] {
             let channel = keys.channel(user);
             assert_eq!(keys.channel_user(&channel), Some(user), "{channel}");
+            assert_eq!(slot(&keys.connections(user)), slot(&channel), "{user}");
             for (ttl, bucket, part) in [(86_400, 7, 0), (21_600, 8, 3)] {
                 assert_eq!(slot(&keys.dedupe(user, ttl, bucket, part)), slot(&channel), "{user}");
             }
@@ -164,5 +178,8 @@ mod tests {
         let single = Keys::new("herald:".into(), false);
         assert_eq!(single.channel("teacher-1"), "ws:teacher-1", "single Redis keeps today's channels");
         assert_eq!(single.channel_user("ws:teacher-1"), Some("teacher-1"));
+        for keys in [&keys, &single] {
+            assert_eq!(keys.channel_user(&keys.control_channel()), None, "the control channel names no user");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! | `{prefix}{b:<batch>}:owner` | string | the batch owner's user id (TTL `--owner-ttl-seconds`) |
 //! | `{prefix}{b:<batch>}:parked` | list | notifications waiting for the owner, oldest first (JSON entries) |
 //! | `{prefix}{b:<batch>}:parked-digests` | hash | the hex digests of those notifications |
+//! | `{prefix}{u<shard>}:connections:{user}` | sorted set | the user's sockets on every instance, `<instance>:<n>` scored by when the entry goes stale (see `presence`) |
 //! | `{prefix}{parked:<n>}` | sorted set | one of 16 shards of the batches with parked notifications, scored by the oldest one's expiry (ms) |
 //!
 //! Notifications are published on `ws:{user_id}` with PUBLISH on a single Redis, and on
@@ -42,6 +43,7 @@
 
 mod dedupe;
 mod keys;
+mod presence;
 mod scripts;
 mod subscriber;
 
@@ -56,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::dedupe::{Buckets, Sizing, part_of, parts_for};
 use self::keys::{Keys, PARKED_INDEX_SHARDS};
+pub(crate) use self::presence::{Presence, Seat};
 pub(crate) use self::subscriber::{Subscriber, subscribe};
 use super::{DedupeDigest, Delivery, HistoryBounds, Outgoing, Parking, Unavailable, now_unix_ms};
 use crate::health::Health;

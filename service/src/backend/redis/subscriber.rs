@@ -1,6 +1,8 @@
 //! The instance's subscriber: follows the hub's subscription changes, feeds every message into
 //! the hub, and proves it is alive.
 //!
+//! It also listens to the control channel (see `presence`) for orders to every instance.
+//!
 //! A connection can die without a reset (a failover, a NAT or load balancer dropping an idle
 //! flow): reads then wait forever. So the subscriber PINGs Redis every `--redis-ping-interval-ms`
 //! on the subscribed connection itself (on a cluster, on every primary's connection); a PING
@@ -22,6 +24,7 @@ use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
+use super::presence::Presence;
 use super::{RedisTarget, unavailable};
 use crate::backend::{Unavailable, origin_unix_ms};
 use crate::health::Health;
@@ -102,9 +105,14 @@ impl State {
         self.ping_interval * 3
     }
 
-    /// Delivers one published message to this instance's sockets.
+    /// Delivers one published message to this instance's sockets (or carries out an order of the
+    /// control channel, see `presence`).
     fn deliver(&self, channel: &str, payload: &[u8]) {
         self.health.pass(CHECK);
+        if channel == self.keys.control_channel() {
+            Presence::control(&self.hub, payload);
+            return;
+        }
         let Some(user) = self.keys.channel_user(channel) else { return };
         let Ok(text) = std::str::from_utf8(payload) else {
             tracing::warn!(channel, "ignoring a message that is not UTF-8 text");
@@ -169,10 +177,9 @@ impl State {
             connected = tokio::time::timeout(bound, async {
                 let (mut sink, stream) = client.get_async_pubsub().await?.split();
                 let users = self.wanted();
-                let channels: Vec<String> = users.iter().map(|(user, _)| self.keys.channel(user)).collect();
-                if !channels.is_empty() {
-                    sink.subscribe(&channels).await?;
-                }
+                let mut channels: Vec<String> = users.iter().map(|(user, _)| self.keys.channel(user)).collect();
+                channels.push(self.keys.control_channel());
+                sink.subscribe(&channels).await?;
                 Ok::<_, redis::RedisError>((sink, stream, users))
             }) => connected,
         };
@@ -226,6 +233,7 @@ impl State {
             connected = tokio::time::timeout(bound, async {
                 let mut connection = client.get_async_connection().await?;
                 let users = self.wanted();
+                connection.ssubscribe(self.keys.control_channel()).await?;
                 // Channels of different users live in different slots: one SSUBSCRIBE each.
                 for (user, _) in &users {
                     connection.ssubscribe(self.keys.channel(user)).await?;
