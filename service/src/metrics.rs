@@ -27,7 +27,7 @@ pub(crate) struct Metrics {
     /// Open, authenticated WebSocket connections on this instance.
     pub connections: Gauge<i64, AtomicI64>,
     /// Connections closed, by reason (auth, quota, slow_client, idle, client, shutdown, expired,
-    /// disconnected).
+    /// disconnected, draining: opened while the instance drained).
     pub connections_closed: Family<Reason, Counter<u64, AtomicU64>>,
     /// Notifications published (once per event, whatever the number of sockets).
     pub published: Counter<u64, AtomicU64>,

@@ -11,8 +11,10 @@
 use serde_json::{Value, json};
 
 use super::harness::{
-    Client, DEADLINE, Herald, Infra, Received, SECRET, Scope, cluster_infra, infra, now, token, token_with, wait_until,
+    Client, DEADLINE, Herald, Infra, Received, SECRET, Scope, cluster_infra, free_port, infra, now, token, token_with,
+    wait_metric, wait_until,
 };
+use super::resilience::RedisServer;
 
 /// Connects with `token` and proves the socket is open (a ping answered with a pong).
 async fn open(herald: &Herald, token: &str) -> Client {
@@ -215,6 +217,36 @@ async fn limit_across_instances(infra: Infra) {
     );
     assert!(try_open(&b, &teacher).await.is_none(), "the limit holds again with B's two sockets");
     assert_eq!(b.metric("herald_connection_limit_fallbacks_total").await, 0.0, "Redis answered every handshake");
+}
+
+/// Redis down at a handshake: the socket is accepted on this instance's own count (and the
+/// fallback counted); once Redis is back, the refresh puts the socket into the global count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_handshake_falls_back_to_the_local_count() {
+    let port = free_port();
+    let redis = RedisServer::start(port).await;
+    let own = Infra { redis: redis.url(), ..infra() };
+    let scope = Scope::new("limit-fallback");
+    let flags = ["--max-connections-per-user", "1", "--presence-refresh-ms", "300"];
+    let herald = Herald::production(&scope, &own, &flags).await;
+    let teacher = scope.user("teacher");
+
+    redis.kill().await;
+    let _socket = try_open(&herald, &teacher).await.expect("accepted although Redis is down");
+    wait_metric(&herald, "herald_connection_limit_fallbacks_total", 1.0).await;
+
+    let _redis = RedisServer::start(port).await;
+    let shard = teacher
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+        % 1024;
+    let key = format!("{}{{u{shard}}}:connections:{teacher}", scope.redis_prefix());
+    let client = redis::Client::open(own.redis.as_str()).unwrap();
+    wait_until("the refresh counts the socket in Redis again", || async {
+        let Ok(mut connection) = client.get_multiplexed_async_connection().await else { return false };
+        redis::cmd("ZCARD").arg(&key).query_async::<i64>(&mut connection).await.is_ok_and(|count| count == 1)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

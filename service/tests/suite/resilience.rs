@@ -199,13 +199,13 @@ async fn sigterm_closes_sockets_with_1012_commits_and_exits() {
 }
 
 /// A redis-server of one test's own, so that it can be killed without disturbing other tests.
-struct RedisServer {
+pub(super) struct RedisServer {
     child: tokio::process::Child,
     port: u16,
 }
 
 impl RedisServer {
-    async fn start(port: u16) -> RedisServer {
+    pub(super) async fn start(port: u16) -> RedisServer {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("redis.log")).unwrap();
@@ -229,11 +229,11 @@ impl RedisServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn kill(mut self) {
+    pub(super) async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
 }
