@@ -1,4 +1,5 @@
-//! The HTTP routes: health, readiness, metrics, event ingest and the WebSocket endpoint.
+//! The HTTP routes: health, readiness, metrics, event ingest, the AsyncAPI document and the
+//! WebSocket endpoint.
 
 use std::sync::Arc;
 
@@ -21,7 +22,8 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
         .route("/ws/", get(crate::ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/asyncapi.json", get(asyncapi));
     if app.http_ingest {
         router = router.route("/v1/events", post(ingest).layer(DefaultBodyLimit::max(app.max_record_bytes)));
     }
@@ -67,6 +69,12 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// `GET /asyncapi.json`: the AsyncAPI 3.0 document generated from the event definitions (the Kafka
+/// topics and this WebSocket protocol).
+async fn asyncapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], herald::ASYNCAPI).into_response()
 }
 
 /// `POST /v1/events`: the same envelope and validation as a Kafka record. With `--ingest-token`

@@ -9,9 +9,11 @@
 //! - `redis_backend`: a silent subscriber connection is noticed and replaced; the key flows on a
 //!   3-master Redis Cluster.
 //! - `trace_context`: the producer's trace context continues into exported spans.
+//! - `asyncapi`: the generated AsyncAPI document is served at `/asyncapi.json`.
 
 pub(crate) mod harness;
 
+mod asyncapi;
 mod consumer_start;
 mod kafka_flow;
 mod lookup;
