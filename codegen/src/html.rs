@@ -1,6 +1,9 @@
 //! The event catalogue as one static HTML page, for people: every notification with its data
 //! fields and examples, the WebSocket protocol and the shared types. Written from the same model as
 //! the AsyncAPI document; no scripts, fonts or styles from the network, so it reads offline.
+//!
+//! Anchors: a notification's section is its name (snake_case), a type's is `type-<Name>`, and the
+//! page's own headings have a `-` in theirs, so none can collide.
 
 use std::fmt::Write as _;
 
@@ -46,13 +49,17 @@ pub fn catalogue_html(model: &Model) -> String {
          generated from <code>event-defs/</code>. The machine-readable contract is \
          <a href=\"asyncapi.json\"><code>asyncapi.json</code></a> (AsyncAPI 3.0).</p>\n",
     );
+    out.push_str(
+        "<p><a href=\"#all-notifications\">Notifications</a> · <a href=\"#websocket-protocol\">The WebSocket \
+         protocol</a> · <a href=\"#all-types\">Types</a></p>\n",
+    );
     summary(model, &mut out);
-    out.push_str("<h2 id=\"notifications\">Notifications</h2>\n");
+    out.push_str("<h2 id=\"all-notifications\">Notifications</h2>\n");
     for event in &model.events {
         event_section(model, event, &mut out);
     }
     websocket(&mut out);
-    out.push_str("<h2 id=\"types\">Types</h2>\n");
+    out.push_str("<h2 id=\"all-types\">Types</h2>\n");
     for def in model.types.values() {
         type_section(model, def, &mut out);
     }
@@ -61,15 +68,14 @@ pub fn catalogue_html(model: &Model) -> String {
 }
 
 fn summary(model: &Model, out: &mut String) {
-    out.push_str("<table>\n<tr><th>notification</th><th>category</th><th>priority</th><th>event type</th><th>topics</th><th>recipient</th></tr>\n");
+    out.push_str("<table>\n<tr><th>notification</th><th>category</th><th>priority</th><th>event type</th><th>recipient</th></tr>\n");
     for event in &model.events {
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"#{name}\"><code>{name}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#{name}\"><code>{name}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(event.category.as_str()),
             priority_badge(event),
             event_types(event),
-            code_list(&event.topics),
             escape(&event.recipient_rule()),
             name = escape(&event.notification),
         );
@@ -132,7 +138,7 @@ fn example_notification(model: &Model, event: &EventDef) -> Option<String> {
 }
 
 fn websocket(out: &mut String) {
-    out.push_str("<h2 id=\"websocket\">The WebSocket protocol</h2>\n");
+    out.push_str("<h2 id=\"websocket-protocol\">The WebSocket protocol</h2>\n");
     let _ = writeln!(
         out,
         "<p>Connect to <code>{path}</code> with a JWT: <code>Authorization: Bearer &lt;jwt&gt;</code>, the subprotocol \
