@@ -260,7 +260,7 @@ fn ws_operations(model: &Model, operations: &mut Map<String, Value>) {
 fn components(model: &Model) -> Value {
     let mut schemas = Map::new();
     for def in model.types.values() {
-        schemas.insert(def.name.clone(), type_schema(model, def));
+        schemas.insert(def.name.clone(), type_schema(def));
     }
     schemas.insert(
         ID_SCHEMA.into(),
@@ -364,7 +364,7 @@ fn notification_message(model: &Model, event: &EventDef) -> Value {
     };
     let copied = |key: &str, description: &str| {
         let ty = envelope_fields.iter().find(|field| field.json_name == key).map_or(&Ty::String, Field::value_ty);
-        let mut schema = ty_schema(model, ty);
+        let mut schema = ty_schema(ty);
         schema["description"] = json!(description);
         schema
     };
@@ -407,7 +407,7 @@ fn notification_data(model: &Model, event: &EventDef) -> Value {
     let mut required = Vec::new();
     for name in &event.forwarded_fields {
         if let Some(field) = fields.get(name.as_str()) {
-            properties.insert(name.clone(), field_schema(model, field));
+            properties.insert(name.clone(), field_schema(field));
             if field.required {
                 required.push(name.clone());
             }
@@ -517,13 +517,13 @@ fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn type_schema(model: &Model, def: &TypeDef) -> Value {
+fn type_schema(def: &TypeDef) -> Value {
     let mut schema = match &def.kind {
         TypeKind::Struct(fields) => {
             let mut properties = Map::new();
             let mut required = Vec::new();
             for field in fields {
-                properties.insert(field.json_name.clone(), field_schema(model, field));
+                properties.insert(field.json_name.clone(), field_schema(field));
                 if field.required {
                     required.push(field.json_name.clone());
                 }
@@ -556,8 +556,8 @@ fn type_schema(model: &Model, def: &TypeDef) -> Value {
     schema
 }
 
-fn field_schema(model: &Model, field: &Field) -> Value {
-    let schema = ty_schema(model, &field.ty);
+fn field_schema(field: &Field) -> Value {
+    let schema = ty_schema(&field.ty);
     match &field.description {
         None => schema,
         // A `$ref`'s siblings are ignored by JSON Schema draft 7, so a described reference is
@@ -571,7 +571,7 @@ fn field_schema(model: &Model, field: &Field) -> Value {
     }
 }
 
-fn ty_schema(model: &Model, ty: &Ty) -> Value {
+fn ty_schema(ty: &Ty) -> Value {
     match ty {
         Ty::String => json!({ "type": "string" }),
         Ty::Timestamp => json!({ "type": "string", "format": "date-time" }),
@@ -581,11 +581,11 @@ fn ty_schema(model: &Model, ty: &Ty) -> Value {
         Ty::Boolean => json!({ "type": "boolean" }),
         Ty::Any => json!({}),
         Ty::Object => json!({ "type": "object" }),
-        Ty::Map(value) => json!({ "type": "object", "additionalProperties": ty_schema(model, value) }),
-        Ty::Array(item) => json!({ "type": "array", "items": ty_schema(model, item) }),
+        Ty::Map(value) => json!({ "type": "object", "additionalProperties": ty_schema(value) }),
+        Ty::Array(item) => json!({ "type": "array", "items": ty_schema(item) }),
         Ty::Named(name) => reference(name),
         Ty::Nullable(inner) => {
-            let inner = ty_schema(model, inner);
+            let inner = ty_schema(inner);
             match inner.get("type").and_then(Value::as_str) {
                 Some(simple) if inner.as_object().is_some_and(|fields| fields.len() <= 2) && simple != "object" => {
                     let mut nullable = inner.clone();

@@ -61,7 +61,7 @@ pub fn catalogue_html(model: &Model) -> String {
     websocket(&mut out);
     out.push_str("<h2 id=\"all-types\">Types</h2>\n");
     for def in model.types.values() {
-        type_section(model, def, &mut out);
+        type_section(def, &mut out);
     }
     out.push_str("</body>\n</html>\n");
     out
@@ -118,7 +118,7 @@ fn event_section(model: &Model, event: &EventDef, out: &mut String) {
     if fields.is_empty() {
         out.push_str("<p>An empty object.</p>\n");
     } else {
-        fields_table(model, &fields, out);
+        fields_table(&fields, out);
     }
     if let Some(example) = example_notification(model, event) {
         out.push_str("<h4>Example notification</h4>\n");
@@ -179,7 +179,7 @@ fn websocket(out: &mut String) {
     out.push_str("</table>\n");
 }
 
-fn type_section(model: &Model, def: &TypeDef, out: &mut String) {
+fn type_section(def: &TypeDef, out: &mut String) {
     let _ = writeln!(out, "<h3 id=\"type-{0}\"><code>{0}</code></h3>", escape(&def.name));
     if let Some(description) = &def.description {
         let _ = writeln!(out, "<p>{}</p>", prose(description));
@@ -188,7 +188,7 @@ fn type_section(model: &Model, def: &TypeDef, out: &mut String) {
     match &def.kind {
         TypeKind::Struct(fields) => {
             let fields: Vec<&Field> = fields.iter().collect();
-            fields_table(model, &fields, out);
+            fields_table(&fields, out);
         }
         TypeKind::Enum(values) => {
             let values: Vec<String> = values.iter().map(|value| code(&value.value)).collect();
@@ -201,7 +201,7 @@ fn type_section(model: &Model, def: &TypeDef, out: &mut String) {
     }
 }
 
-fn fields_table(model: &Model, fields: &[&Field], out: &mut String) {
+fn fields_table(fields: &[&Field], out: &mut String) {
     out.push_str("<table>\n<tr><th>key</th><th>type</th><th>presence</th><th>description</th></tr>\n");
     for field in fields {
         let presence = match (field.required, field.nullable()) {
@@ -214,14 +214,14 @@ fn fields_table(model: &Model, fields: &[&Field], out: &mut String) {
             out,
             "<tr><td><code>{}</code></td><td>{}</td><td>{presence}</td><td>{}</td></tr>",
             escape(&field.json_name),
-            ty_html(model, field.value_ty()),
+            ty_html(field.value_ty()),
             field.description.as_deref().map(prose).unwrap_or_default()
         );
     }
     out.push_str("</table>\n");
 }
 
-fn ty_html(model: &Model, ty: &Ty) -> String {
+fn ty_html(ty: &Ty) -> String {
     match ty {
         Ty::String => "string".to_owned(),
         Ty::Timestamp => "string (date-time)".to_owned(),
@@ -231,10 +231,10 @@ fn ty_html(model: &Model, ty: &Ty) -> String {
         Ty::Boolean => "boolean".to_owned(),
         Ty::Any => "any JSON value".to_owned(),
         Ty::Object => "object".to_owned(),
-        Ty::Map(value) => format!("object of {}", ty_html(model, value)),
-        Ty::Array(item) => format!("array of {}", ty_html(model, item)),
+        Ty::Map(value) => format!("object of {}", ty_html(value)),
+        Ty::Array(item) => format!("array of {}", ty_html(item)),
         Ty::Named(name) => format!("<a href=\"#type-{0}\"><code>{0}</code></a>", escape(name)),
-        Ty::Nullable(inner) => format!("{} or null", ty_html(model, inner)),
+        Ty::Nullable(inner) => format!("{} or null", ty_html(inner)),
     }
 }
 
