@@ -1,4 +1,5 @@
-//! Generates the event types from `event-defs/` into `OUT_DIR/events.rs`.
+//! Generates the event types from `event-defs/` into `OUT_DIR/events.rs`, and the AsyncAPI document
+//! the service serves into `OUT_DIR/asyncapi.json`.
 //!
 //! Problems with the definitions are reported as `cargo::error=` lines, one per diagnostic, so that
 //! cargo prints them as `error:` lines at the top of its output; the script then exits normally
@@ -38,8 +39,15 @@ fn main() {
             return;
         }
     };
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("events.rs");
-    if let Err(error) = std::fs::write(&out, herald_codegen::generate_rust(&model)) {
-        println!("cargo::error=cannot write {}: {error}", out.display());
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let outputs = [
+        ("events.rs", herald_codegen::generate_rust(&model)),
+        ("asyncapi.json", herald_codegen::generate_asyncapi(&model)),
+    ];
+    for (name, text) in outputs {
+        let out = out_dir.join(name);
+        if let Err(error) = std::fs::write(&out, text) {
+            println!("cargo::error=cannot write {}: {error}", out.display());
+        }
     }
 }

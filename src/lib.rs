@@ -9,7 +9,9 @@
 //!   parses record bytes into an `EventEnvelope<Event>` by `event_type` or alias;
 //! - [`EventHandler`], one method per event (generated defaults for declarative events), and
 //!   [`dispatch`];
-//! - [`EVENTS`] and [`TOPICS`], the catalogue.
+//! - [`EVENTS`] and [`TOPICS`], the catalogue;
+//! - [`ASYNCAPI`], the AsyncAPI 3.0 document of the Kafka topics and the WebSocket protocol (the
+//!   same bytes as the checked-in `clients/asyncapi/asyncapi.json`), which the service serves.
 //!
 //! The runtime these types use is re-exported as [`runtime`].
 
@@ -21,3 +23,7 @@ mod generated {
 }
 
 pub use generated::*;
+
+/// The AsyncAPI 3.0 document (JSON) generated from the same definitions: the Kafka channels herald
+/// consumes and the WebSocket channel `/ws` with every notification, frame and close code.
+pub const ASYNCAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/asyncapi.json"));

@@ -8,6 +8,9 @@
 //!   listing every problem with its file, JSON pointer and what to do;
 //! - [`generate_rust`] and [`generate_typescript`] emit code from the same [`Model`], so the two
 //!   cannot disagree;
+//! - [`generate_asyncapi`] writes the AsyncAPI 3.0 document (the Kafka topics and the WebSocket
+//!   protocol of `herald_runtime::protocol`) and [`catalogue_html`] the static HTML event catalogue,
+//!   from the same [`Model`];
 //! - [`fixtures`] writes every event's examples in the two byte forms producers emit, for tests;
 //! - [`catalogue`] prints the events for people;
 //! - [`compat`] compares two sets of definitions and classifies each change for herald (reading
@@ -17,10 +20,12 @@
 //!
 //! Nothing here touches Kafka, Redis, git or the network; the only I/O is reading the definitions folder.
 
+mod asyncapi;
 mod catalogue;
 pub mod compat;
 mod diagnostic;
 mod fixtures;
+mod html;
 mod load;
 pub mod model;
 pub mod names;
@@ -28,9 +33,11 @@ pub mod rules;
 mod rust;
 mod typescript;
 
+pub use asyncapi::{ASYNCAPI_GENERATED, ASYNCAPI_PATH, CATALOGUE_HTML_PATH, generate_asyncapi};
 pub use catalogue::catalogue;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use fixtures::{FIXTURES_DIR, Fixture, Form, fixtures, python_json};
+pub use html::catalogue_html;
 pub use load::load;
 pub use model::Model;
 pub use rust::{RUST_HEADER, generate_rust};

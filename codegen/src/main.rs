@@ -1,5 +1,5 @@
-//! `herald-codegen`: regenerate the checked-in TypeScript, check the definitions, print the catalogue,
-//! compare two versions of the definitions.
+//! `herald-codegen`: regenerate the checked-in TypeScript, AsyncAPI document and fixtures, check the
+//! definitions, print the catalogue, compare two versions of the definitions.
 
 mod compat_command;
 
@@ -13,12 +13,15 @@ USAGE:
     herald-codegen [--defs DIR] <COMMAND>
 
 COMMANDS:
-    catalogue            print every event: type, topic, notification, category, priority, recipient
+    catalogue [--html]   print every event: type, topic, notification, category, priority, recipient
+                         (with --html: the static HTML catalogue that `asyncapi` writes)
     check                validate the definitions and report every problem
     typescript [--check] write clients/typescript/src/events.ts (with --check: fail if it is stale)
     fixtures [--check]   write tests/fixtures/envelopes/<notification>/<case>.{dumps,compact}.json from
                          every event's examples (with --check: fail if any is stale or left over)
-    generate [--check]   both of the above: every checked-in file the definitions make
+    asyncapi [--check]   write clients/asyncapi/asyncapi.json (AsyncAPI 3.0: the Kafka topics and the
+                         WebSocket protocol) and clients/asyncapi/events.html (the event catalogue)
+    generate [--check]   all of the above: every checked-in file the definitions make
     rust                 print the generated Rust (what build.rs includes)
 {COMPAT}
 OPTIONS:
@@ -73,17 +76,24 @@ fn run(mut args: Vec<String>) -> Result<ExitCode, String> {
     };
     match (command.as_str(), &args[1..]) {
         ("catalogue", []) => print!("{}", herald_codegen::catalogue(&model)),
+        ("catalogue", [html]) if html == "--html" => print!("{}", herald_codegen::catalogue_html(&model)),
         ("check", []) => {
             println!("{}: {} events, {} types, no problems", defs.display(), model.events.len(), model.types.len())
         }
         ("rust", []) => print!("{}", herald_codegen::generate_rust(&model)),
-        (command @ ("typescript" | "fixtures" | "generate"), rest) if rest.is_empty() || rest == ["--check"] => {
+        (command @ ("typescript" | "fixtures" | "asyncapi" | "generate"), rest)
+            if rest.is_empty() || rest == ["--check"] =>
+        {
             let root = defs.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             let mut files = Files { root, check: !rest.is_empty(), stale: Vec::new() };
-            if command != "fixtures" {
+            if matches!(command, "typescript" | "generate") {
                 files.put(TYPESCRIPT_PATH, herald_codegen::generate_typescript(&model).as_bytes())?;
             }
-            if command != "typescript" {
+            if matches!(command, "asyncapi" | "generate") {
+                files.put(herald_codegen::ASYNCAPI_PATH, herald_codegen::generate_asyncapi(&model).as_bytes())?;
+                files.put(herald_codegen::CATALOGUE_HTML_PATH, herald_codegen::catalogue_html(&model).as_bytes())?;
+            }
+            if matches!(command, "fixtures" | "generate") {
                 files.fixtures(&model)?;
             }
             if !files.stale.is_empty() {

@@ -1,5 +1,5 @@
-//! Snapshot tests: each folder in `tests/fixtures/` is a set of definitions; its generated Rust and
-//! TypeScript, or its diagnostics, are compared with `tests/snapshots/`. The Rust snapshots are
+//! Snapshot tests: each folder in `tests/fixtures/` is a set of definitions; its generated Rust,
+//! TypeScript and AsyncAPI document, or its diagnostics, are compared with `tests/snapshots/`. The Rust snapshots are
 //! compiled by the root package's tests (`tests/compile.rs`).
 //!
 //! To accept a change in output: `EXPECTORATE=overwrite cargo test -p herald-codegen`.
@@ -33,6 +33,10 @@ fn fixtures_match_their_snapshots() {
                 expectorate::assert_contents(
                     format!("tests/snapshots/{name}.ts"),
                     &herald_codegen::generate_typescript(&model),
+                );
+                expectorate::assert_contents(
+                    format!("tests/snapshots/{name}.asyncapi.json"),
+                    &herald_codegen::generate_asyncapi(&model),
                 );
             }
             Err(diagnostics) => {
@@ -71,6 +75,8 @@ fn output_is_deterministic() {
     let second = herald_codegen::load(&dir).expect("minimal loads");
     assert_eq!(herald_codegen::generate_rust(&first), herald_codegen::generate_rust(&second));
     assert_eq!(herald_codegen::generate_typescript(&first), herald_codegen::generate_typescript(&second));
+    assert_eq!(herald_codegen::generate_asyncapi(&first), herald_codegen::generate_asyncapi(&second));
+    assert_eq!(herald_codegen::catalogue_html(&first), herald_codegen::catalogue_html(&second));
 }
 
 #[test]

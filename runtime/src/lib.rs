@@ -8,6 +8,8 @@
 //!   [`Priority`], [`Recipient`], [`BatchOwner`]).
 //! - [`notification`]: [`Notification`], what a declarative handler builds from an event, and the
 //!   wire format published on the Redis channel `ws:{user_id}`.
+//! - [`protocol`]: the rest of the WebSocket conversation as data (endpoint, query parameters,
+//!   client and server frames, close codes), from which the generator writes the AsyncAPI document.
 //! - [`text`]: [`Timestamp`] and [`Uuid`], strings that are validated when parsed and keep the exact
 //!   text the producer sent.
 //! - [`route`]: parsing envelopes and payloads, with errors that name the offending key.
@@ -21,6 +23,7 @@
 pub mod event;
 pub mod notification;
 pub mod open_enum;
+pub mod protocol;
 pub mod route;
 pub mod serde_fields;
 pub mod text;

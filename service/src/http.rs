@@ -1,5 +1,5 @@
-//! The HTTP routes: health, readiness, metrics, event ingest, the WebSocket endpoint and (see
-//! `admin`) the admin API.
+//! The HTTP routes: health, readiness, metrics, event ingest, the AsyncAPI document, the WebSocket
+//! endpoint and (see `admin`) the admin API.
 
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
         .route("/ws/", get(crate::ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/asyncapi.json", get(asyncapi));
     if app.admin_token.is_some() {
         router = router.merge(crate::admin::routes());
     }
@@ -71,6 +72,12 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// `GET /asyncapi.json`: the AsyncAPI 3.0 document generated from the event definitions (the Kafka
+/// topics and this WebSocket protocol).
+async fn asyncapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], herald::ASYNCAPI).into_response()
 }
 
 /// `POST /v1/events`: the same envelope and validation as a Kafka record. With `--ingest-token`

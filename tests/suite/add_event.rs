@@ -1,6 +1,7 @@
 //! Adding an event takes one schema file: in a scratch copy of the workspace, one more definition
-//! (with its examples) grows the dispatch enum, the handler trait, the topic list, the fixtures and
-//! the TypeScript union, and the copy's own tests pass, with no Rust, TypeScript or fixture edit.
+//! (with its examples) grows the dispatch enum, the handler trait, the topic list, the fixtures, the
+//! TypeScript union and the AsyncAPI document, and the copy's own tests pass, with no Rust,
+//! TypeScript or fixture edit.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -102,6 +103,10 @@ fn one_schema_file_adds_an_event_and_the_copys_tests_pass() {
     let node_modules = root().join("clients/typescript/node_modules");
     assert!(node_modules.is_dir(), "TypeScript is not installed: run `bash scripts/setup-typescript.sh`");
     std::os::unix::fs::symlink(&node_modules, scratch.join("clients/typescript/node_modules")).unwrap();
+    // The AsyncAPI parser the copy's tests validate its document with (installed by the same script).
+    let node_modules = root().join("clients/asyncapi/node_modules");
+    assert!(node_modules.is_dir(), "@asyncapi/parser is not installed: run `bash scripts/setup-typescript.sh`");
+    std::os::unix::fs::symlink(&node_modules, scratch.join("clients/asyncapi/node_modules")).unwrap();
 
     // The one file.
     std::fs::write(scratch.join("event-defs/essay_feedback_ready.json"), NEW_EVENT).unwrap();
@@ -110,7 +115,7 @@ fn one_schema_file_adds_an_event_and_the_copys_tests_pass() {
 
     // The copy's own root test binary passes, TypeScript check included: fixtures made from the
     // new examples route, round-trip and are handled; the catalogue counts the definitions; the
-    // TypeScript is fresh and strict. (Not `compile`, which only compiles codegen's own snapshots,
+    // TypeScript is fresh and strict; the AsyncAPI document is fresh and valid. (Not `compile`, which only compiles codegen's own snapshots,
     // unchanged by a new definition; not this test, which would copy itself again.)
     cargo(
         &scratch,
@@ -130,4 +135,7 @@ fn one_schema_file_adds_an_event_and_the_copys_tests_pass() {
     }
     let typescript = std::fs::read_to_string(scratch.join("clients/typescript/src/events.ts")).unwrap();
     assert!(typescript.contains("| EssayFeedbackReadyNotification"), "the Notification union did not grow");
+    let asyncapi = std::fs::read_to_string(scratch.join(herald_codegen::ASYNCAPI_PATH)).unwrap();
+    assert!(asyncapi.contains("\"#/channels/ws/messages/essay_feedback_ready\""), "/ws did not grow");
+    assert!(asyncapi.contains("\"address\": \"huleedu.ai.essay.feedback.ready.v1\""), "no channel for the new topic");
 }

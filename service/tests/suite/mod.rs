@@ -14,9 +14,11 @@
 //!   reconnect (to the same or another instance, on one Redis or a cluster, embedded), and
 //!   `recovered: false` when history was trimmed or lost.
 //! - `trace_context`: the producer's trace context continues into exported spans.
+//! - `asyncapi`: the generated AsyncAPI document is served at `/asyncapi.json`.
 
 pub(crate) mod harness;
 
+mod asyncapi;
 mod consumer_start;
 mod kafka_flow;
 mod lifecycle;
