@@ -171,6 +171,10 @@ impl RedisBackend {
     /// Connects the command connection (retrying inside the connection manager or cluster client)
     /// and returns the backend with the subscriber that feeds the hub; the caller runs
     /// [`subscribe`] with it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is one independent part the backend is built from, named at the one call in `run`"
+    )]
     pub(crate) async fn connect(
         target: &RedisTarget,
         hub: Arc<Hub>,
