@@ -562,6 +562,19 @@ mod tests {
             }
             OwnRedis { child, url }
         }
+
+        /// A connection for the test's own commands. redis-rs gives up on a reply after 500 ms
+        /// by default, which a loaded machine can exceed for a pipeline of a thousand commands.
+        async fn connection(&self) -> redis::aio::MultiplexedConnection {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(10)))
+                .set_response_timeout(Some(Duration::from_secs(60)));
+            redis::Client::open(self.url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap()
+        }
     }
 
     impl Drop for OwnRedis {
@@ -603,7 +616,7 @@ mod tests {
     }
 
     async fn connection(redis: &OwnRedis) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        redis.connection().await
     }
 
     /// A release interrupted after publishing some parked notifications (a crash) leaves them all
@@ -628,8 +641,7 @@ mod tests {
         // The first release published notification 0, then the process died before removing anything.
         assert!(backend.publish_once("teacher", &digest(0), 60, "}", now_unix_ms()).await.unwrap().is_some());
         assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 2, "1 and 2 are published, 0 is not again");
-        let mut connection =
-            redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut connection = redis.connection().await;
         let left: i64 = redis::cmd("LLEN").arg(backend.keys.parked("b1")).query_async(&mut connection).await.unwrap();
         assert_eq!(left, 0, "released entries leave the batch");
         assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 0);
@@ -661,8 +673,7 @@ mod tests {
         const TTL: u64 = 86_400;
         let _turn = MEASURING.lock().await;
         let redis = OwnRedis::start().await;
-        let mut connection =
-            redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut connection = redis.connection().await;
 
         // Before: one string key with a TTL per notification, `{prefix}dedupe:{64 hex digits}`.
         let start = used_memory(&mut connection).await;
