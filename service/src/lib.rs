@@ -337,9 +337,13 @@ fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     };
     // The demo page answers only a browser on this machine (see `demo`).
     let page = if address.ip().is_loopback() || address.ip().is_unspecified() {
-        format!("Open the demo page (live notifications for {user}, a button that sends one event of each kind):\n  http://{host}/demo\n\n")
+        format!(
+            "Open the demo page (live notifications for {user}, a button that sends one event of each kind):\n  http://{host}/demo\n\n"
+        )
     } else {
-        format!("The demo page answers only loopback addresses; herald listens on {address} only, so it is unavailable.\n\n")
+        format!(
+            "The demo page answers only loopback addresses; herald listens on {address} only, so it is unavailable.\n\n"
+        )
     };
     println!(
         "herald is running in embedded mode (no Kafka, no Redis) on http://{host}\n\n\
