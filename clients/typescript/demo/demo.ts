@@ -125,7 +125,8 @@ function main(config: PageConfig): void {
     stateNode.dataset["state"] = state;
     stateNode.textContent = STATE_TEXT[state];
     if (state === "open" && client.lastClose !== undefined) {
-      noticeNode.textContent = `Reconnected${client.resumeSupported ? " and resumed" : ""} after close ${client.lastClose.code}.`;
+      const since = client.lastId === undefined ? "" : `, resuming after ${client.lastId}`;
+      noticeNode.textContent = `Reconnected after close ${client.lastClose.code}${since}.`;
     }
   });
 

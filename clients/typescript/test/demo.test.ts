@@ -62,7 +62,7 @@ test("the demo page's checked-in JavaScript is what npm run build:demo makes", (
 /** What the page shows: its connection state and the notifications it rendered. */
 interface Shown {
   state: string | undefined;
-  notifications: { id: string; event: string; category: string | undefined }[];
+  notifications: { id: string; event: string; category: string | undefined; priority: string | undefined }[];
   notice: string;
 }
 
@@ -73,6 +73,7 @@ async function shown(page: Page): Promise<Shown> {
       id: item.dataset["id"] ?? "",
       event: item.dataset["event"] ?? "",
       category: item.closest<HTMLElement>("section.category")?.dataset["category"],
+      priority: /\bpriority-(\w+)/.exec(item.className)?.[1],
     })),
     notice: document.getElementById("notice")?.textContent ?? "",
   }));
@@ -110,11 +111,11 @@ test("the demo page shows one notification of each kind, and what was sent while
 
   // The samples come from the definitions: one per notification name the generated client knows.
   const config = (await (await fetch(`${server.http}/demo/config.json`)).json()) as {
-    samples: { notification: string; category: string }[];
+    samples: { notification: string; category: string; priority: string }[];
   };
   const kinds = NotificationName.length;
   assert.deepEqual(config.samples.map((sample) => sample.notification).sort(), [...NotificationName].sort());
-  const categoryOf = new Map(config.samples.map((sample) => [sample.notification, sample.category]));
+  const sampleOf = new Map(config.samples.map((sample) => [sample.notification, sample]));
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -136,7 +137,9 @@ test("the demo page shows one notification of each kind, and what was sent while
   assert.equal(first.notifications.length, kinds, "no notification is shown twice");
   assert.deepEqual(first.notifications.map((n) => n.event).sort(), [...NotificationName].sort());
   for (const notification of first.notifications) {
-    assert.equal(notification.category, categoryOf.get(notification.event), `${notification.event} is filed under its category`);
+    const sample = sampleOf.get(notification.event);
+    assert.equal(notification.category, sample?.category, `${notification.event} is filed under its category`);
+    assert.equal(notification.priority, sample?.priority, `${notification.event} is styled by its priority`);
   }
   await page.waitForFunction((n) => document.getElementById("send-status")?.textContent?.startsWith(`sent ${n}:`), kinds);
   await screenshot(page, "demo.png", t);
