@@ -28,7 +28,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-eval "$(bash scripts/infra/up.sh --env)"
+eval "$(bash scripts/infra/up.sh --env --browser)" # --browser: chromium for the demo page test
 # A 3-master Redis Cluster for the cluster variants of the end-to-end tests.
 bash scripts/infra/redis-cluster.sh start
 HERALD_TEST_REDIS_CLUSTER="$(bash scripts/infra/redis-cluster.sh urls)"
@@ -41,4 +41,5 @@ bash scripts/deny.sh
 cargo run -q -p herald-codegen --locked -- compat --against HEAD~1 # breaking changes in event-defs/ since the previous commit (skipped in a shallow clone)
 cargo test --workspace --locked --no-fail-fast "$@"
 (cd clients/typescript && npm test) # the TypeScript client against the herald binary built just above
+(cd clients/typescript && npm run test:demo) # the demo page in chromium (screenshots under target/demo/)
 bash scripts/chaos.sh

@@ -456,6 +456,10 @@ fn catalogue(model: &Model) -> TokenStream {
             Some(key) => quote! { ::std::option::Option::Some(#key) },
             None => quote! { ::std::option::Option::None },
         };
+        let recipient_batch_key = match &event.recipient_batch {
+            Some(key) => quote! { ::std::option::Option::Some(#key) },
+            None => quote! { ::std::option::Option::None },
+        };
         let example = event
             .examples
             .first()
@@ -474,6 +478,7 @@ fn catalogue(model: &Model) -> TokenStream {
                 handler: #handler,
                 recipient: #recipient,
                 recipient_user_key: #recipient_user_key,
+                recipient_batch_key: #recipient_batch_key,
                 example: #example,
             },
         }

@@ -234,6 +234,8 @@ pub struct EventInfo {
     pub recipient: &'static str,
     /// The payload key holding the user to notify, when the event names one.
     pub recipient_user_key: Option<&'static str>,
+    /// The payload key holding the batch whose owner is notified when no user is named.
+    pub recipient_batch_key: Option<&'static str>,
     /// The first example envelope of the definition, as compact JSON: a sample that routes.
     pub example: &'static str,
 }

@@ -13,6 +13,7 @@
 //! - `drain`: closing the sockets in staggered batches on SIGTERM.
 //! - `admin`: the operators' API (disconnect a user everywhere), off unless configured.
 //! - `http`, `metrics`, `health`: health, readiness checks, Prometheus metrics, HTTP ingest.
+//! - `demo`: embedded mode's demo page (`/demo`), for a browser on the same machine.
 //! - `supervisor`: the background tasks, watched together; one that ends early stops herald.
 //!
 //! [`run`] wires them together and returns when the shutdown future completes and everything has
@@ -24,6 +25,7 @@ mod admin;
 mod auth;
 mod backend;
 mod consumer;
+mod demo;
 mod drain;
 mod health;
 mod http;
@@ -228,7 +230,12 @@ pub async fn run(
     tracing::info!(%address, mode = if config.embedded() { "embedded" } else { "production" }, "herald started");
 
     let server_stop = stop.clone();
-    let server = axum::serve(listener, http::router(Arc::clone(&app)).into_make_service())
+    let mut router = http::router(Arc::clone(&app));
+    if config.embedded() {
+        router = router.merge(demo::router(&config));
+    }
+    // The peer address lets the demo page answer only this machine.
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { server_stop.cancelled().await });
     tasks.spawn("http server", async move { server.await.map_err(|error| error.to_string()) });
 
@@ -329,22 +336,27 @@ fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     let host =
         if address.ip().is_unspecified() { format!("localhost:{}", address.port()) } else { address.to_string() };
     let secret = config.jwt_secret.as_ref().map_or(config::DEVELOPMENT_SECRET, |secret| secret.expose_secret());
-    let token =
-        auth::development_token(secret.as_bytes(), "teacher-1", Duration::from_secs(24 * 3600)).unwrap_or_default();
+    let token = auth::development_token(
+        secret.as_bytes(),
+        demo::DEMO_USER,
+        Duration::from_secs(24 * 3600),
+        config.jwt_audience.as_deref(),
+        config.jwt_issuer.as_deref(),
+    )
+    .unwrap_or_default();
     // The sample comes from the definitions: the shortest example of an event that names its user,
-    // addressed to teacher-1.
+    // addressed to the demo teacher.
     let sample = herald::EVENTS
         .iter()
         .filter(|event| event.recipient_user_key.is_some())
         .min_by_key(|event| event.example.len())
-        .and_then(|event| {
-            let mut envelope: serde_json::Value = serde_json::from_str(event.example).ok()?;
-            *envelope.get_mut("data")?.get_mut(event.recipient_user_key?)? = "teacher-1".into();
-            Some((event.notification, envelope))
-        });
+        .and_then(|event| Some((event.notification, demo::sample(event)?)));
+    let user = demo::DEMO_USER;
+    let ingest_header =
+        if config.ingest_token.is_some() { " -H 'authorization: Bearer <the --ingest-token secret>'" } else { "" };
     let send = match sample {
         Some((notification, envelope)) => format!(
-            "Send a sample event ({notification} for teacher-1):\n  curl -s -X POST http://{host}/v1/events -H 'content-type: application/json' -d '{}'\n\n",
+            "Send a sample event ({notification} for {user}):\n  curl -s -X POST http://{host}/v1/events -H 'content-type: application/json'{ingest_header} -d '{}'\n\n",
             envelope.to_string().replace('\'', "'\\''")
         ),
         None => String::new(),
@@ -354,9 +366,19 @@ fn print_welcome(config: &Config, address: std::net::SocketAddr) {
     } else {
         String::new()
     };
+    // The demo page answers only a browser on this machine (see `demo`).
+    let page = if address.ip().is_loopback() || address.ip().is_unspecified() {
+        format!(
+            "Open the demo page (live notifications for {user}, a button that sends one event of each kind):\n  http://{host}/demo\n\n"
+        )
+    } else {
+        format!(
+            "The demo page answers only loopback addresses; herald listens on {address} only, so it is unavailable.\n\n"
+        )
+    };
     println!(
         "herald is running in embedded mode (no Kafka, no Redis) on http://{host}\n\n\
-         Connect a WebSocket as teacher-1{secret_note}:\n  ws://{host}/ws?token={token}\n\n\
+         {page}Connect a WebSocket as {user}{secret_note}:\n  ws://{host}/ws?token={token}\n\n\
          {send}Health: http://{host}/healthz   Readiness: http://{host}/readyz   Metrics: http://{host}/metrics\n"
     );
 }

@@ -254,6 +254,7 @@ pub const EVENTS: &[::herald_runtime::EventInfo] = &[
         handler: "handle_audit_flagged",
         recipient: "user_id",
         recipient_user_key: ::std::option::Option::Some("user_id"),
+        recipient_batch_key: ::std::option::Option::None,
         example: "{\"event_id\":\"2229eeec-e538-47a5-9b9c-bc4c52bd25f8\",\"event_type\":\"example.audit.flagged.v1\",\"event_timestamp\":\"2025-08-01T09:00:00Z\",\"correlation_id\":\"0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f\",\"data\":{\"user_id\":\"u-1\",\"reason\":\"spam\"},\"metadata\":null}",
     },
     ::herald_runtime::EventInfo {
@@ -268,6 +269,7 @@ pub const EVENTS: &[::herald_runtime::EventInfo] = &[
         handler: "handle_greeting_sent",
         recipient: "user_id",
         recipient_user_key: ::std::option::Option::Some("user_id"),
+        recipient_batch_key: ::std::option::Option::None,
         example: "{\"event_id\":\"0af75a96-9f0e-4ecb-b06d-ab62fcbfc63e\",\"event_type\":\"example.greeting.sent.v1\",\"event_timestamp\":\"2025-08-01T09:00:00Z\",\"correlation_id\":\"0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f\",\"data\":{\"user_id\":\"u-1\",\"text\":\"hello\"},\"metadata\":null}",
     },
 ];

@@ -335,6 +335,7 @@ pub const EVENTS: &[::herald_runtime::EventInfo] = &[
         handler: "handle_thing_happened",
         recipient: "user_id, else owner of batch_id",
         recipient_user_key: ::std::option::Option::Some("user_id"),
+        recipient_batch_key: ::std::option::Option::Some("batch_id"),
         example: "{\"event_id\":\"f0fb8a12-0d05-4ad3-83e3-9c1243382290\",\"event_type\":\"example.thing.happened.v1\",\"event_timestamp\":\"2025-08-01T09:00:00Z\",\"correlation_id\":\"0b7e5d1c-2a3f-4e6d-8c9b-1a2b3c4d5e6f\",\"data\":{\"batch_id\":\"b-1\",\"user_id\":null,\"count\":3,\"refs\":[],\"type\":\"t\"},\"metadata\":null}",
     },
 ];

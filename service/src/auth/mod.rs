@@ -59,15 +59,24 @@ pub(crate) struct AuthConfig {
     pub(crate) leeway_seconds: u64,
 }
 
-/// An HS256 token for `user`, valid for `lifetime`: what embedded mode prints so that a person can
-/// connect on a fresh machine, and what tests sign with.
+/// An HS256 token for `user`, valid for `lifetime`, carrying the configured `aud` and `iss` (when
+/// set, verification requires them): what embedded mode prints and its demo page uses, so that a
+/// person can connect on a fresh machine.
 pub(crate) fn development_token(
     secret: &[u8],
     user: &str,
     lifetime: std::time::Duration,
+    audience: Option<&str>,
+    issuer: Option<&str>,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = jsonwebtoken::get_current_timestamp();
-    let claims = serde_json::json!({ "sub": user, "iat": now, "exp": now + lifetime.as_secs() });
+    let mut claims = serde_json::json!({ "sub": user, "iat": now, "exp": now + lifetime.as_secs() });
+    if let Some(audience) = audience {
+        claims["aud"] = audience.into();
+    }
+    if let Some(issuer) = issuer {
+        claims["iss"] = issuer.into();
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

@@ -1,4 +1,5 @@
 //! - `harness`: starting herald, Kafka and WebSocket clients, unique names per test.
+//! - `demo`: embedded mode's demo page: its token, its samples, loopback only, absent in production.
 //! - `websocket`: authentication, close codes, limits and ping/pong (embedded mode).
 //! - `kafka_flow`: every event to the right teacher, ownership, parking, duplicates, dead letters.
 //! - `lookup`: batch owners found through the orchestrator's HTTP API.
@@ -20,6 +21,7 @@ pub(crate) mod harness;
 
 mod asyncapi;
 mod consumer_start;
+mod demo;
 mod kafka_flow;
 mod lifecycle;
 mod lookup;

@@ -1,0 +1,518 @@
+/**
+ * A reconnecting, typed client for herald's WebSocket: `connect({ url, token })`.
+ *
+ * It keeps one socket open to `/ws`, refreshes the token, reconnects with exponential backoff and
+ * full jitter, resumes from the last processed notification (`?since=<id>`) where the server
+ * supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
+ * exposes notifications and the connection state as Svelte-compatible stores. No dependencies: it
+ * uses the global `WebSocket` (browsers, Node ≥ 22) or the constructor passed as `WebSocket`.
+ *
+ * @module
+ */
+import { NotificationName } from "./events.js";
+import { readonly, writable } from "./store.js";
+const CLOSE_POLICY = 1008;
+const CLOSE_QUOTA = 4000;
+const OPEN = 1;
+const NAMES = new Set(NotificationName);
+/**
+ * Connects to herald and keeps connecting until `close()` is called or the token is refused for
+ * good. Handlers can be added at once: nothing is delivered before the socket opens.
+ *
+ * @example
+ * const client = connect({ url: "wss://herald.example.org/ws", token: () => session.jwt() });
+ * client.on("batch_file_added", (data, meta) => console.log(data.filename, meta.priority));
+ */
+export function connect(options) {
+    return new Client(options);
+}
+class Client {
+    notifications;
+    connectionState;
+    #options;
+    #WebSocket;
+    #onError;
+    #handlers = new Set();
+    #resyncHandlers = new Set();
+    #recent = writable([]);
+    #state = writable("connecting");
+    #seen = new Set();
+    #seenOrder = [];
+    #socket;
+    #lastId;
+    #lastClose;
+    #resumeSupported = false;
+    #sinceOfSocket;
+    #attempt = 0;
+    #quotaAttempt = 0;
+    #token;
+    /** A token obtained for the next connection (after a 1008), so it is not asked for twice. */
+    #nextToken;
+    #stopped = false;
+    #everOpened = false;
+    #timers = new Set();
+    #heartbeat;
+    #refreshTimer;
+    #lastFrameAt = 0;
+    constructor(options) {
+        this.#options = options;
+        this.#onError = options.onError ?? ((error) => console.error("herald client:", error));
+        const ctor = options.WebSocket ?? globalThis.WebSocket;
+        if (ctor === undefined) {
+            throw new Error("herald client: no WebSocket constructor: this runtime has no global WebSocket (Node < 22); pass one, e.g. connect({ url, token, WebSocket }) with WebSocket from the `ws` package");
+        }
+        this.#WebSocket = ctor;
+        this.#lastId = options.since;
+        this.notifications = readonly(this.#recent);
+        this.connectionState = readonly(this.#state);
+        if (options.onResync !== undefined)
+            this.#resyncHandlers.add(options.onResync);
+        void this.#open();
+    }
+    get state() {
+        return this.#state.get();
+    }
+    get lastId() {
+        return this.#lastId;
+    }
+    get lastClose() {
+        return this.#lastClose;
+    }
+    get resumeSupported() {
+        return this.#resumeSupported;
+    }
+    on(name, handler) {
+        return this.#add((notification) => {
+            if (notification.event !== name)
+                return;
+            const { data, ...meta } = notification;
+            handler(data, meta);
+        });
+    }
+    onAny(handler) {
+        return this.#add(handler);
+    }
+    onCategory(category, handler) {
+        return this.#add((notification) => {
+            if (notification.category === category)
+                handler(notification);
+        });
+    }
+    onResync(handler) {
+        const entry = (info) => handler(info);
+        this.#resyncHandlers.add(entry);
+        return () => {
+            this.#resyncHandlers.delete(entry);
+        };
+    }
+    close() {
+        if (this.#stopped)
+            return;
+        this.#stop("closed");
+    }
+    #add(handler) {
+        // A wrapper per call, so the same function added twice is called twice and removed once each.
+        const entry = (notification) => handler(notification);
+        this.#handlers.add(entry);
+        return () => {
+            this.#handlers.delete(entry);
+        };
+    }
+    #stop(state) {
+        this.#stopped = true;
+        for (const timer of this.#timers)
+            clearTimeout(timer);
+        this.#timers.clear();
+        if (this.#refreshTimer !== undefined)
+            clearTimeout(this.#refreshTimer);
+        this.#stopHeartbeat();
+        const socket = this.#socket;
+        this.#socket = undefined;
+        if (socket !== undefined)
+            drop(socket, 1000, "client closed");
+        this.#state.set(state);
+    }
+    #later(ms, run) {
+        const timer = setTimeout(() => {
+            this.#timers.delete(timer);
+            if (!this.#stopped)
+                run();
+        }, ms);
+        this.#timers.add(timer);
+    }
+    /** Gets the token for the next connection; `undefined` when the token function failed. */
+    async #getToken() {
+        const source = this.#options.token;
+        if (typeof source === "string")
+            return source;
+        try {
+            const token = await source();
+            if (typeof token !== "string" || token === "")
+                throw new Error("the token function returned no token");
+            return token;
+        }
+        catch (error) {
+            this.#onError(error);
+            return undefined;
+        }
+    }
+    async #open() {
+        if (this.#stopped)
+            return;
+        let token = this.#nextToken;
+        this.#nextToken = undefined;
+        if (token === undefined)
+            token = await this.#getToken();
+        if (this.#stopped)
+            return;
+        if (token === undefined) {
+            // A token function that fails is retried with backoff: it may be a passing network error.
+            this.#retry(this.#backoffDelay());
+            return;
+        }
+        this.#token = token;
+        const url = new URL(this.#options.url);
+        url.searchParams.set("token", token);
+        const since = this.#lastId;
+        if (since !== undefined)
+            url.searchParams.set("since", since);
+        else
+            url.searchParams.delete("since");
+        let socket;
+        try {
+            socket = new this.#WebSocket(url.toString());
+        }
+        catch (error) {
+            this.#onError(error);
+            this.#retry(this.#backoffDelay());
+            return;
+        }
+        this.#socket = socket;
+        this.#sinceOfSocket = since;
+        this.#resumeSupported = false;
+        let opened = false;
+        let openedAt = 0;
+        const current = () => this.#socket === socket && !this.#stopped;
+        const connectTimeout = setTimeout(() => {
+            if (current() && !opened)
+                this.#lost(socket, { code: 1006, reason: "connect timeout" });
+        }, this.#options.connectTimeoutMs ?? 10_000);
+        this.#timers.add(connectTimeout);
+        socket.addEventListener("open", () => {
+            clearTimeout(connectTimeout);
+            this.#timers.delete(connectTimeout);
+            if (!current())
+                return;
+            opened = true;
+            openedAt = Date.now();
+            this.#everOpened = true;
+            this.#lastFrameAt = openedAt;
+            this.#state.set("open");
+            this.#startHeartbeat(socket);
+            this.#scheduleRefresh(token);
+            const stableAfter = this.#options.stableAfterMs ?? 5_000;
+            this.#later(stableAfter, () => {
+                if (current()) {
+                    this.#attempt = 0;
+                    this.#quotaAttempt = 0;
+                }
+            });
+        });
+        socket.addEventListener("message", (event) => {
+            if (!current())
+                return;
+            this.#lastFrameAt = Date.now();
+            if (typeof event.data === "string")
+                this.#frame(event.data);
+        });
+        socket.addEventListener("error", () => {
+            // Always followed by "close", which decides what to do.
+        });
+        socket.addEventListener("close", (event) => {
+            clearTimeout(connectTimeout);
+            this.#timers.delete(connectTimeout);
+            if (!current())
+                return;
+            this.#lost(socket, { code: event.code, reason: String(event.reason ?? "") }, opened ? openedAt : undefined);
+        });
+    }
+    #frame(text) {
+        const frame = readServerFrame(text);
+        if (frame === undefined)
+            return;
+        if (frame.type === "resumed") {
+            this.#resumeSupported = true;
+            if (!frame.recovered) {
+                const info = { since: this.#sinceOfSocket ?? "", missed: frame.missed };
+                for (const handler of [...this.#resyncHandlers])
+                    this.#call(() => handler(info));
+            }
+            return;
+        }
+        const { notification } = frame;
+        const id = typeof notification.id === "string" ? notification.id : undefined;
+        if (id !== undefined) {
+            if (this.#seen.has(id))
+                return;
+            this.#remember(id);
+        }
+        for (const handler of [...this.#handlers])
+            this.#call(() => handler(notification));
+        const keep = this.#options.keep ?? 50;
+        if (keep > 0) {
+            const recent = this.#recent.get();
+            this.#recent.set([...recent.slice(Math.max(0, recent.length - keep + 1)), notification]);
+        }
+        if (id !== undefined)
+            this.#lastId = id;
+    }
+    #remember(id) {
+        const window = Math.max(1, this.#options.dedupeWindow ?? 1000);
+        this.#seen.add(id);
+        this.#seenOrder.push(id);
+        while (this.#seenOrder.length > window) {
+            const oldest = this.#seenOrder.shift();
+            if (oldest !== undefined)
+                this.#seen.delete(oldest);
+        }
+    }
+    #call(run) {
+        try {
+            run();
+        }
+        catch (error) {
+            this.#onError(error);
+        }
+    }
+    /** The current socket ended (closed, timed out, or found dead): decide how to go on. */
+    #lost(socket, close, openedAt) {
+        if (this.#socket !== socket)
+            return;
+        this.#socket = undefined;
+        this.#stopHeartbeat();
+        if (this.#refreshTimer !== undefined)
+            clearTimeout(this.#refreshTimer);
+        drop(socket, 4000, "reconnecting");
+        const info = parseClose(close.code, close.reason);
+        this.#lastClose = info;
+        if (openedAt !== undefined && Date.now() - openedAt >= (this.#options.stableAfterMs ?? 5_000)) {
+            this.#attempt = 0;
+        }
+        if (info.code === CLOSE_POLICY || info.errorCode === "TOKEN_EXPIRED") {
+            void this.#reauthorize(info);
+            return;
+        }
+        this.#state.set(this.#waitingState());
+        if (info.retryAfterMs !== undefined) {
+            this.#retry(info.retryAfterMs);
+        }
+        else if (info.code === CLOSE_QUOTA) {
+            const { initialMs = 30_000, maxMs = 300_000 } = this.#options.quotaBackoff ?? {};
+            const ceiling = Math.min(maxMs, initialMs * 2 ** this.#quotaAttempt);
+            this.#quotaAttempt += 1;
+            // Half fixed, half jitter: never soon after a refusal, and spread across a user's tabs.
+            this.#retry(ceiling / 2 + Math.random() * (ceiling / 2));
+        }
+        else {
+            this.#retry(this.#backoffDelay());
+        }
+    }
+    /** After a 1008 (or an expired token): a new token reconnects at once; none, or the same one, stops. */
+    async #reauthorize(info) {
+        const refused = this.#token;
+        this.#state.set(this.#waitingState());
+        const token = typeof this.#options.token === "string" ? undefined : await this.#getToken();
+        if (this.#stopped)
+            return;
+        if (token === undefined || (token === refused && info.errorCode !== "TOKEN_EXPIRED")) {
+            this.#stop("unauthorized");
+            return;
+        }
+        this.#nextToken = token;
+        // The first new token is tried at once; a token function that keeps returning new tokens the
+        // server refuses still backs off.
+        if (this.#attempt === 0) {
+            this.#attempt = 1;
+            this.#retry(0);
+        }
+        else {
+            this.#retry(this.#backoffDelay());
+        }
+    }
+    #backoffDelay() {
+        const { initialMs = 1_000, maxMs = 30_000 } = this.#options.backoff ?? {};
+        const ceiling = Math.min(maxMs, initialMs * 2 ** this.#attempt);
+        this.#attempt = Math.min(this.#attempt + 1, 30);
+        return Math.random() * ceiling;
+    }
+    #retry(ms) {
+        if (this.#stopped)
+            return;
+        this.#state.set(this.#waitingState());
+        this.#later(ms, () => void this.#open());
+    }
+    /** `connecting` until a socket has opened once, `reconnecting` after. */
+    #waitingState() {
+        return this.#everOpened ? "reconnecting" : "connecting";
+    }
+    #startHeartbeat(socket) {
+        this.#stopHeartbeat();
+        const heartbeat = this.#options.heartbeat;
+        if (heartbeat === false)
+            return;
+        const intervalMs = heartbeat?.intervalMs ?? 25_000;
+        const timeoutMs = heartbeat?.timeoutMs ?? 10_000;
+        this.#heartbeat = setInterval(() => {
+            if (this.#socket !== socket)
+                return;
+            const sentAt = Date.now();
+            try {
+                socket.send('{"type":"ping"}');
+            }
+            catch {
+                // A socket that cannot send is closing; its close event follows.
+            }
+            this.#later(timeoutMs, () => {
+                if (this.#socket === socket && this.#lastFrameAt < sentAt) {
+                    this.#lost(socket, { code: 1006, reason: "no answer to heartbeat" });
+                }
+            });
+        }, intervalMs);
+    }
+    #stopHeartbeat() {
+        if (this.#heartbeat !== undefined)
+            clearInterval(this.#heartbeat);
+        this.#heartbeat = undefined;
+    }
+    /** Arms the refresh of `token` ahead of its `exp` (only for a token function; a string cannot change). */
+    #scheduleRefresh(token) {
+        if (this.#refreshTimer !== undefined)
+            clearTimeout(this.#refreshTimer);
+        this.#refreshTimer = undefined;
+        if (typeof this.#options.token === "string")
+            return;
+        const exp = tokenExpiry(token);
+        if (exp === undefined)
+            return;
+        const now = Date.now();
+        const lifetime = exp - now;
+        const ahead = Math.min(this.#options.refreshAheadMs ?? 60_000, Math.max(0, lifetime / 2));
+        // setTimeout overflows beyond 2^31 - 1 ms; a later refresh is re-armed when it fires.
+        const delay = Math.min(Math.max(0, lifetime - ahead), 2 ** 31 - 1);
+        this.#refreshTimer = setTimeout(() => void this.#refresh(token), delay);
+    }
+    async #refresh(old) {
+        const socket = this.#socket;
+        if (this.#stopped || socket === undefined || socket.readyState !== OPEN)
+            return;
+        const token = await this.#getToken();
+        if (this.#stopped || this.#socket !== socket)
+            return;
+        if (token === undefined || token === old) {
+            // Nothing newer yet: ask again shortly, until the server closes the socket at expiry.
+            this.#refreshTimer = setTimeout(() => void this.#refresh(old), 5_000);
+            return;
+        }
+        this.#token = token;
+        if ((this.#options.refresh ?? "in-band") === "in-band") {
+            try {
+                socket.send(JSON.stringify({ type: "auth", token }));
+            }
+            catch {
+                // The socket is closing; the next connection uses the new token.
+                this.#nextToken = token;
+                return;
+            }
+            this.#scheduleRefresh(token);
+        }
+        else {
+            this.#nextToken = token;
+            this.#attempt = 0;
+            this.#lost(socket, { code: 1000, reason: "token refreshed" });
+        }
+    }
+}
+/**
+ * Reads one text frame from herald: a `resumed` answer, a notification this package knows, or
+ * `undefined` for anything else (a pong, invalid JSON, a notification name added on the server after
+ * this package was built). Never throws. A `resumed` frame without a boolean `recovered` counts as
+ * not recovered: the client cannot prove nothing was missed.
+ */
+export function readServerFrame(text) {
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+        return undefined;
+    const frame = value;
+    if (frame["type"] === "resumed") {
+        const missed = frame["missed"];
+        return {
+            type: "resumed",
+            recovered: frame["recovered"] === true,
+            missed: typeof missed === "number" && Number.isFinite(missed) && missed >= 0 ? missed : 0,
+        };
+    }
+    const { event, data } = frame;
+    if (typeof event !== "string" || !NAMES.has(event))
+        return undefined;
+    if (typeof data !== "object" || data === null || Array.isArray(data))
+        return undefined;
+    return { type: "notification", notification: frame };
+}
+/** Closes a socket the client no longer listens to, without waiting for the server. */
+function drop(socket, code, reason) {
+    try {
+        const terminate = socket.terminate;
+        if (typeof terminate === "function")
+            terminate.call(socket);
+        else
+            socket.close(code, reason);
+    }
+    catch {
+        // Already closed.
+    }
+}
+/** Reads a close reason; herald sends `{"error_code": ..., "message": ..., "retry_after_ms"?: ...}`. */
+export function parseClose(code, reason) {
+    const info = { code, reason };
+    try {
+        const value = JSON.parse(reason);
+        if (typeof value === "object" && value !== null) {
+            const { error_code: errorCode, retry_after_ms: retryAfterMs } = value;
+            if (typeof errorCode === "string")
+                info.errorCode = errorCode;
+            if (typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
+                info.retryAfterMs = retryAfterMs;
+            }
+        }
+    }
+    catch {
+        // Not JSON: only the code speaks.
+    }
+    return info;
+}
+/** The `exp` of a JWT in Unix milliseconds, read without verifying; `undefined` when it has none. */
+export function tokenExpiry(token) {
+    const payload = token.split(".")[1];
+    if (payload === undefined)
+        return undefined;
+    try {
+        const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+        const padded = base64 + "=".repeat((4 - (base64.length % 4)) % 4);
+        const binary = atob(padded);
+        const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
+        const claims = JSON.parse(new TextDecoder().decode(bytes));
+        if (typeof claims !== "object" || claims === null)
+            return undefined;
+        const exp = claims["exp"];
+        return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
