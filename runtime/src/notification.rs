@@ -118,10 +118,26 @@ impl Notification {
     }
 
     /// Encodes the message published on the recipient's channel; `id` names this notification.
+    /// The same bytes as `{"id":"<id>",` followed by [`Notification::encode_body`].
     pub fn encode_message(&self, id: &str) -> Vec<u8> {
+        let body = self.encode_body();
+        // A string serializes to JSON infallibly.
+        let id = serde_json::to_vec(id).unwrap_or_else(|error| unreachable!("notification id: {error}"));
+        let mut message = Vec::with_capacity(7 + id.len() + body.len());
+        message.extend_from_slice(br#"{"id":"#);
+        message.extend_from_slice(&id);
+        message.push(b',');
+        message.extend_from_slice(&body);
+        message
+    }
+
+    /// The message without its opening `{"id":"<id>",`: every key after `id`, and the closing
+    /// brace. The id is given at publish time (it is the position in the user's history), so the
+    /// publisher prepends it; `id` stays the first key, so a relay can read it without parsing
+    /// the rest.
+    pub fn encode_body(&self) -> Vec<u8> {
         #[derive(Serialize)]
-        struct Message<'a> {
-            id: &'a str,
+        struct Body<'a> {
             event: &'a str,
             data: &'a RawValue,
             event_id: &'a str,
@@ -130,8 +146,7 @@ impl Notification {
             timestamp: &'a str,
             correlation_id: &'a str,
         }
-        let message = Message {
-            id,
+        let body = Body {
             event: self.name,
             data: &self.data,
             event_id: &self.event_id,
@@ -141,6 +156,10 @@ impl Notification {
             correlation_id: &self.correlation_id,
         };
         // Every field is a string or already-valid JSON, so serializing cannot fail.
-        serde_json::to_vec(&message).unwrap_or_else(|error| unreachable!("notification message: {error}"))
+        let mut encoded =
+            serde_json::to_vec(&body).unwrap_or_else(|error| unreachable!("notification message: {error}"));
+        // An object with fields always opens with `{`: drop it, the id's part opens the message.
+        encoded.remove(0);
+        encoded
     }
 }

@@ -127,7 +127,8 @@ pub struct Config {
     #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     pub max_connections_per_user: usize,
 
-    /// Notifications queued per connection before the slow-client policy closes it (1013).
+    /// Notifications queued per connection before the slow-client policy closes it (4002, resume
+    /// with `since`).
     #[arg(long, env = "HERALD_SEND_QUEUE", default_value_t = 256)]
     pub send_queue: usize,
 
@@ -163,6 +164,16 @@ pub struct Config {
     /// How long a learnt batch owner is remembered, in seconds.
     #[arg(long, env = "HERALD_OWNER_TTL_SECONDS", default_value_t = 30 * 86_400)]
     pub owner_ttl_seconds: u64,
+
+    /// Notifications kept per user for clients resuming with `since`; 0 keeps none (ids still
+    /// increase, and every resume answers `recovered: false`).
+    #[arg(long, env = "HERALD_HISTORY_SIZE", default_value_t = 100)]
+    pub history_size: usize,
+
+    /// How long a notification is kept for resuming clients, in seconds (by its id's timestamp); a
+    /// user's history is forgotten this long after their last notification.
+    #[arg(long, alias = "history-ttl", env = "HERALD_HISTORY_TTL_SECONDS", default_value_t = 86_400)]
+    pub history_ttl_seconds: u64,
 
     /// Accept events over HTTP (POST /v1/events). Always on in embedded mode. Production mode also
     /// needs --ingest-token.
@@ -389,6 +400,9 @@ impl Config {
                 "--redis-prefix {:?} contains a brace: herald puts its own hash tags after the prefix",
                 self.redis_prefix
             ));
+        }
+        if self.history_ttl_seconds == 0 {
+            return Err("--history-ttl-seconds must be at least 1 (use --history-size 0 to keep no history)".into());
         }
         if self.max_connections_per_user == 0 || self.send_queue == 0 {
             return Err("--max-connections-per-user and --send-queue must be at least 1".into());

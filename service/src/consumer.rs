@@ -732,7 +732,12 @@ mod tests {
         let (metrics, _) = Metrics::new();
         let hub = Hub::new(5, 8, None, metrics.clone());
         let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
-        let backend = Backend::Memory(Arc::new(MemoryBackend::new(hub, parking, metrics.clone())));
+        let backend = Backend::Memory(Arc::new(MemoryBackend::new(
+            hub,
+            parking,
+            crate::backend::HistoryBounds { size: 100, ttl_seconds: 86_400 },
+            metrics.clone(),
+        )));
         Pipeline::new(backend, metrics, None)
     }
 

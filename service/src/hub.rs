@@ -9,9 +9,9 @@
 //! browser's WebSocket opened reaches it.
 //!
 //! Slow-client policy: each connection has a bounded queue (`--send-queue`). When a notification
-//! finds it full, the connection is closed with 1013 ("try again later") rather than letting one slow
-//! browser hold memory or delay others; the browser client reconnects. The notification is not
-//! dropped silently: the close tells the client it missed something.
+//! finds it full, the connection is closed with 4002 (`SLOW_CONSUMER`) rather than letting one slow
+//! browser hold memory or delay others. The notification is not lost: it is in the user's history,
+//! and the client reconnects with `since` set to the last id it processed to get it (see `resume`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,9 @@
 //! - [`config`]: flags and environment; embedded mode (no Kafka or Redis) or production.
 //! - `consumer`: the Kafka consumer (at-least-once, dead-lettering bad input).
 //! - `pipeline`: record bytes → generated `route`/`dispatch` → recipient → publish once.
-//! - `backend`: ownership, deduplication, parking and fan-out, in memory or in Redis.
+//! - `backend`: ownership, deduplication, parking, per-user history and fan-out, in memory or in
+//!   Redis.
+//! - `resume`: notification ids (`<ms>-<seq>`) and what a resuming socket is sent.
 //! - `hub`: this instance's connections and in-process fan-out of encoded bytes.
 //! - `ws`, `auth`: the WebSocket endpoint and JWT verification.
 //! - `http`, `metrics`, `health`: health, readiness checks, Prometheus metrics, HTTP ingest.
@@ -23,6 +25,7 @@ mod http;
 mod hub;
 mod metrics;
 mod pipeline;
+mod resume;
 mod supervisor;
 mod ws;
 
@@ -114,6 +117,7 @@ pub async fn run(
         max_per_batch: config.parked_max_per_batch.max(1),
         owner_ttl_seconds: config.owner_ttl_seconds,
     };
+    let history = backend::HistoryBounds { size: config.history_size, ttl_seconds: config.history_ttl_seconds };
 
     let mut tasks = supervisor::Supervisor::default();
     let (backend, hub, kafka) = match (&config.kafka_brokers, &config.redis_url) {
@@ -131,6 +135,7 @@ pub async fn run(
                 Arc::clone(&hub),
                 subscriptions,
                 parking,
+                history,
                 metrics.clone(),
                 health.clone(),
                 stop.clone(),
@@ -146,7 +151,7 @@ pub async fn run(
         }
         _ => {
             let hub = hub::Hub::new(config.max_connections_per_user, config.send_queue, None, metrics.clone());
-            let memory = backend::MemoryBackend::new(Arc::clone(&hub), parking, metrics.clone());
+            let memory = backend::MemoryBackend::new(Arc::clone(&hub), parking, history, metrics.clone());
             (backend::Backend::Memory(Arc::new(memory)), hub, None)
         }
     };

@@ -259,11 +259,13 @@ impl Pipeline {
                 tracing::info!(batch, user, released, "batch owner learnt; parked notifications delivered");
             }
         }
-        let id = notification_id(origin_unix_ms, &notification.payload_digest);
+        // The id is assigned when the backend publishes (see `backend`): it is the notification's
+        // place in the user's history.
         let outgoing = Outgoing {
             dedupe_digest: crate::backend::dedupe_digest(&notification.payload_digest),
             dedupe_ttl_seconds: notification.dedupe_ttl_seconds,
-            message: Utf8Bytes::from(utf8(notification.encode_message(&id))),
+            body: Utf8Bytes::from(utf8(notification.encode_body())),
+            origin_unix_ms,
         };
         let name = notification.name;
         let delivery = match (&notification.user, &notification.batch) {
@@ -287,7 +289,7 @@ impl Pipeline {
         match &delivery {
             Delivery::Published { user } => {
                 self.metrics.published.inc();
-                tracing::info!(notification = name, user, id, "published");
+                tracing::info!(notification = name, user, "published");
             }
             Delivery::Duplicate => {
                 self.metrics.deduplicated.inc();
@@ -386,15 +388,6 @@ fn utf8(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
-/// A UUIDv7 whose timestamp is the record's Kafka timestamp and whose other bits come from the
-/// payload digest: the same record always gets the same id (so a client can drop a repeated copy),
-/// and a relay can read the Kafka timestamp back for the latency histogram.
-pub(crate) fn notification_id(unix_ms: u64, digest: &[u8; 32]) -> String {
-    let mut digest_bits = [0u8; 10];
-    digest_bits.copy_from_slice(&digest[..10]);
-    uuid::Builder::from_unix_timestamp_millis(unix_ms, &digest_bits).into_uuid().hyphenated().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::TracerProvider as _;
@@ -415,7 +408,12 @@ mod tests {
         let (metrics, _) = Metrics::new();
         let hub = Hub::new(5, 8, None, metrics.clone());
         let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
-        let backend = Backend::Memory(Arc::new(MemoryBackend::new(hub, parking, metrics.clone())));
+        let backend = Backend::Memory(Arc::new(MemoryBackend::new(
+            hub,
+            parking,
+            crate::backend::HistoryBounds { size: 100, ttl_seconds: 86_400 },
+            metrics.clone(),
+        )));
         let pipeline = Pipeline::new(backend, metrics, None);
 
         let envelope = include_bytes!("../../tests/fixtures/envelopes/batch_file_removed/traced.compact.json");
@@ -448,21 +446,5 @@ mod tests {
         check(".", None);
         assert!(owner_lookups("orchestrator:8080", 1, Duration::from_secs(1)).is_err(), "no scheme");
         assert!(owner_lookups("not a url", 1, Duration::from_secs(1)).is_err());
-    }
-
-    #[test]
-    fn notification_ids_are_uuid_v7_carrying_the_timestamp() {
-        let id = notification_id(1_754_036_053_512, &[0xab; 32]);
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "7");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-        let message = format!(r#"{{"id":"{id}","event":"x"}}"#);
-        assert_eq!(crate::backend::origin_unix_ms(message.as_bytes()), Some(1_754_036_053_512));
-        assert_eq!(id, notification_id(1_754_036_053_512, &[0xab; 32]), "deterministic");
-        // The bits of every id issued so far: the timestamp, then the digest's first ten bytes under
-        // the version and variant bits.
-        assert_eq!(id, "019864b2-2608-7bab-abab-abababababab");
-        let counting: [u8; 32] = std::array::from_fn(|index| index as u8);
-        assert_eq!(notification_id(1_754_036_053_512, &counting), "019864b2-2608-7001-8203-040506070809");
     }
 }

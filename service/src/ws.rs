@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 1008 | the token is missing or invalid, or its `sub` is the placeholder `"unknown"` (reason: `{"error_code": ..., "message": ...}`) |
 //! | 4000 | the user already holds the maximum number of connections (`QUOTA_EXCEEDED`) |
-//! | 1013 | the connection's send queue filled up: the client is too slow (`SLOW_CONSUMER`) |
+//! | 4002 | the connection's send queue filled up: the client is too slow (`SLOW_CONSUMER`); reconnect with `since` set to the last id processed to get what was missed |
 //! | 1001 | the client stopped answering pings, or stopped reading (`IDLE_TIMEOUT`) |
 //! | 1009 | the client sent a frame or message over `--max-inbound-bytes` (`MESSAGE_TOO_BIG`) |
 //! | 1012 | the server is shutting down; reconnect to another instance (`SERVICE_RESTART`) |
@@ -16,8 +16,14 @@
 //! A token offered as a subprotocol (`Sec-WebSocket-Protocol: bearer, <token>`) is answered with
 //! the protocol `bearer` only: the token is never echoed in a response header.
 //!
+//! Resume (see `resume`): a client that reconnects with the last id it processed, as `?since=<id>`
+//! or as the frame `{"type":"resume","since":"<id>"}` (honoured once per connection), is answered
+//! with `{"type":"resumed","recovered":…,"missed":N}` and the N notifications it missed, then the
+//! live ones, with no gap and no duplicate. The socket is registered (and subscribed) before the
+//! history is read, and live copies of replayed notifications are dropped by id.
+//!
 //! One task per socket reads client frames and writes queued notifications; client frames never
-//! block delivery for long, since the only reply they can cause is a pong.
+//! block delivery for long, since the only replies they can cause are a pong and one resume.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,12 +39,13 @@ use crate::AppState;
 use crate::auth::{self, AuthError};
 use crate::backend::now_unix_ms;
 use crate::hub::{QuotaExceeded, Registration};
+use crate::resume::{self, Resume, Since};
 
 /// Close codes, as documented above.
 mod close {
     pub(super) const POLICY: u16 = 1008;
     pub(super) const QUOTA: u16 = 4000;
-    pub(super) const TRY_AGAIN_LATER: u16 = 1013;
+    pub(super) const SLOW_CONSUMER: u16 = 4002;
     pub(super) const GOING_AWAY: u16 = 1001;
     pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
     pub(super) const SERVICE_RESTART: u16 = 1012;
@@ -61,6 +68,7 @@ pub(crate) async fn upgrade(
         }
     }
     let extracted = auth::extract_token(&headers, uri.query());
+    let since = Since::from_query(uri.query());
     // tungstenite reads into a 128 KiB buffer by default, filled on the first read: most of an idle
     // socket's memory. Client frames are small (pings) and capped anyway, so a small buffer does.
     let mut upgrade = upgrade
@@ -92,7 +100,7 @@ pub(crate) async fn upgrade(
             }
         },
     };
-    upgrade.on_upgrade(move |socket| serve(socket, app, admission))
+    upgrade.on_upgrade(move |socket| serve(socket, app, admission, since))
 }
 
 /// How long a handshake waits for the user's channel to be subscribed before going ahead.
@@ -122,7 +130,7 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: String) {
 enum Stop {
     /// A write to the client failed: nothing more can be told to it.
     Client,
-    /// The slow-client policy (see `hub`): 1013.
+    /// The slow-client policy (see `hub`): 4002, resume to get what was missed.
     Slow,
     /// The service is shutting down: 1012.
     Shutdown,
@@ -138,8 +146,9 @@ impl Stop {
         match self {
             Stop::Client => "client",
             Stop::Slow => {
-                let reason = reason("SLOW_CONSUMER", "Too many undelivered notifications; reconnect");
-                close_with(socket, close::TRY_AGAIN_LATER, reason).await;
+                let reason =
+                    reason("SLOW_CONSUMER", "Too many undelivered notifications; reconnect with since=<last id>");
+                close_with(socket, close::SLOW_CONSUMER, reason).await;
                 "slow_client"
             }
             Stop::Shutdown => {
@@ -178,7 +187,7 @@ fn reason(error_code: &str, message: &str) -> String {
     serde_json::json!({ "error_code": error_code, "message": message }).to_string()
 }
 
-async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) {
+async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, since: Option<Since>) {
     let (user, mut registration) = match admission {
         Admission::Admitted(user, registration) => (user, registration),
         Admission::Unauthenticated(error) => {
@@ -198,12 +207,23 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) 
     let mut pings = tokio::time::interval(app.ping_interval);
     pings.reset();
     let mut last_heard = Instant::now();
+    let mut resume = Resume::default();
+    let mut pending_resume = since;
     let why = loop {
+        if let Some(since) = pending_resume.take()
+            && let Err(stop) = replay(&mut socket, &app, &user, &since, &mut resume, &registration.slow).await
+        {
+            break stop.close(&mut socket).await;
+        }
         tokio::select! {
             () = app.shutdown.cancelled() => break Stop::Shutdown.close(&mut socket).await,
             () = registration.slow.cancelled() => break Stop::Slow.close(&mut socket).await,
             outbound = registration.receiver.recv() => {
                 let Some(outbound) = outbound else { break "server" };
+                if !resume.is_new(resume::id_of(outbound.message.as_bytes())) {
+                    // Already written by a resume's replay.
+                    continue;
+                }
                 let message = Message::Text(outbound.message);
                 if let Err(stop) = write(&mut socket, message, &registration.slow, &app).await {
                     break stop.close(&mut socket).await;
@@ -228,6 +248,9 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) 
                             break stop.close(&mut socket).await;
                         }
                     }
+                    Message::Text(text) if !resume.done && pending_resume.is_none() => {
+                        pending_resume = resume::resume_frame(&text);
+                    }
                     Message::Close(_) => break "client",
                     // Other frames (pongs, unknown text) only prove the client is alive.
                     _ => {}
@@ -246,6 +269,33 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission) 
     };
     app.metrics.closed(why);
     tracing::debug!(user, why, "disconnected");
+}
+
+/// Answers a resume: reads the user's history after `since` and writes the `resumed` frame and
+/// the missed notifications (see `resume::Resume::replay`). A history that cannot be read (Redis
+/// down) is answered `recovered: false` with nothing missed: the client refreshes its state.
+async fn replay(
+    socket: &mut WebSocket,
+    app: &AppState,
+    user: &str,
+    since: &Since,
+    resume: &mut Resume,
+    slow: &CancellationToken,
+) -> Result<(), Stop> {
+    let history = match app.pipeline.backend().history(user, since).await {
+        Ok(history) => history,
+        Err(error) => {
+            tracing::warn!(user, %error, "cannot read the user's history; answering recovered: false");
+            resume::History::default()
+        }
+    };
+    let (frame, missed) = resume.replay(history);
+    write(socket, Message::Text(Utf8Bytes::from(frame)), slow, app).await?;
+    for message in missed {
+        write(socket, Message::Text(Utf8Bytes::from(message)), slow, app).await?;
+        app.metrics.delivered.inc();
+    }
+    Ok(())
 }
 
 /// Whether a read failed because the client's frame or message is over the configured limit

@@ -2,18 +2,46 @@
 //!
 //! Same guarantees as Redis: a digest is remembered per recipient for its TTL (so memory is
 //! bounded by the traffic of one TTL; the sweep forgets expired digests every few seconds), and a
-//! batch never holds two parked copies of one notification.
+//! batch never holds two parked copies of one notification. Each user's history is kept with the
+//! same bounds and id rule as the Redis Stream (see `redis::scripts::PUBLISH_ONCE`): ids are
+//! assigned, the message appended and the notification fanned out under one lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{DedupeDigest, Delivery, Outgoing, Parking, now_unix_ms, origin_unix_ms};
+use axum::extract::ws::Utf8Bytes;
+
+use super::{DedupeDigest, Delivery, HistoryBounds, Outgoing, Parking, now_unix_ms};
 use crate::hub::{Hub, Outbound};
 use crate::metrics::Metrics;
+use crate::resume::{History, NotificationId, Since, message_with_id};
 
 struct Parked {
     outgoing: Outgoing,
     expires_at_ms: u64,
+}
+
+/// One user's kept notifications, like the user's Redis Stream.
+struct UserHistory {
+    /// Oldest first.
+    entries: VecDeque<(NotificationId, Utf8Bytes)>,
+    /// The last id assigned, kept when every entry is trimmed so that ids still increase.
+    last: NotificationId,
+    /// When the last notification was added: the history is forgotten a TTL after it.
+    written_ms: u64,
+}
+
+impl UserHistory {
+    /// Drops what is over the bounds: the oldest beyond `size`, and those older than the TTL.
+    fn trim(&mut self, bounds: HistoryBounds, now_ms: u64) {
+        while self.entries.len() > bounds.size {
+            self.entries.pop_front();
+        }
+        let min_ms = bounds.min_ms(now_ms);
+        while self.entries.front().is_some_and(|(id, _)| id.ms < min_ms) {
+            self.entries.pop_front();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -24,18 +52,21 @@ struct State {
     seen: HashMap<(String, DedupeDigest), u64>,
     /// batch → notifications waiting for its owner, oldest first.
     parked: HashMap<String, VecDeque<Parked>>,
+    /// user → kept notifications.
+    histories: HashMap<String, UserHistory>,
 }
 
 pub(crate) struct MemoryBackend {
     state: Mutex<State>,
     hub: Arc<Hub>,
     parking: Parking,
+    history: HistoryBounds,
     metrics: Metrics,
 }
 
 impl MemoryBackend {
-    pub(crate) fn new(hub: Arc<Hub>, parking: Parking, metrics: Metrics) -> Self {
-        MemoryBackend { state: Mutex::new(State::default()), hub, parking, metrics }
+    pub(crate) fn new(hub: Arc<Hub>, parking: Parking, history: HistoryBounds, metrics: Metrics) -> Self {
+        MemoryBackend { state: Mutex::new(State::default()), hub, parking, history, metrics }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -43,7 +74,8 @@ impl MemoryBackend {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Marks the key and fans out, under the state lock so that two copies cannot both pass.
+    /// Marks the key, assigns the id, appends to the user's history and fans out, under the state
+    /// lock so that two copies cannot both pass and ids follow the order of publishing.
     fn publish_once(&self, state: &mut State, user: &str, outgoing: &Outgoing) -> Delivery {
         let now = now_unix_ms();
         let key = (user.to_owned(), outgoing.dedupe_digest);
@@ -52,10 +84,43 @@ impl MemoryBackend {
             _ => {}
         }
         state.seen.insert(key, now + outgoing.dedupe_ttl_seconds * 1000);
-        let outbound =
-            Outbound { message: outgoing.message.clone(), origin_unix_ms: origin_unix_ms(outgoing.message.as_bytes()) };
-        self.hub.deliver(user, &outbound);
+        // The same rule as the Redis Stream's `<ms>-*`: the record's ms, raised to the last id's.
+        let first = NotificationId { ms: outgoing.origin_unix_ms, seq: 0 };
+        let id = match state.histories.get(user) {
+            Some(history) if outgoing.origin_unix_ms <= history.last.ms => history.last.next(),
+            _ => first,
+        };
+        let history = state.histories.entry(user.to_owned()).or_insert_with(|| UserHistory {
+            entries: VecDeque::new(),
+            last: id,
+            written_ms: now,
+        });
+        let message = Utf8Bytes::from(message_with_id(&id.to_string(), outgoing.body.as_str()));
+        history.last = id;
+        history.written_ms = now;
+        history.entries.push_back((id, message.clone()));
+        history.trim(self.history, now);
+        self.hub.deliver(user, &Outbound { message, origin_unix_ms: Some(id.ms) });
         Delivery::Published { user: user.to_owned() }
+    }
+
+    /// `user`'s kept notifications after `since`.
+    pub(crate) fn history(&self, user: &str, since: &Since) -> History {
+        let now = now_unix_ms();
+        let mut state = self.lock();
+        let Some(history) = state.histories.get_mut(user) else { return History::default() };
+        history.trim(self.history, now);
+        let (recovered, after) = match since {
+            Since::Id(since) => (history.entries.iter().any(|(id, _)| id == since), Some(*since)),
+            Since::Malformed => (false, None),
+        };
+        let entries = history
+            .entries
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|after| *id > after))
+            .map(|(id, message)| (*id, message.as_str().to_owned()))
+            .collect();
+        History { recovered, entries }
     }
 
     pub(crate) fn deliver_to_user(&self, user: &str, outgoing: &Outgoing) -> Delivery {
@@ -115,6 +180,11 @@ impl MemoryBackend {
         });
         state.seen.retain(|_, expires_at| *expires_at > now);
         state.owners.retain(|_, (_, expires_at)| *expires_at > now);
+        let bounds = self.history;
+        state.histories.retain(|_, history| {
+            history.trim(bounds, now);
+            history.written_ms.saturating_add(bounds.ttl_seconds.saturating_mul(1000)) > now
+        });
         expired
     }
 
@@ -128,13 +198,76 @@ mod tests {
     use super::*;
 
     fn outgoing(digest: u8, ttl_seconds: u64) -> Outgoing {
-        Outgoing { dedupe_digest: [digest; 16], dedupe_ttl_seconds: ttl_seconds, message: "{}".into() }
+        sent_at(digest, ttl_seconds, now_unix_ms())
+    }
+
+    fn sent_at(digest: u8, ttl_seconds: u64, origin_unix_ms: u64) -> Outgoing {
+        Outgoing {
+            dedupe_digest: [digest; 16],
+            dedupe_ttl_seconds: ttl_seconds,
+            body: format!(r#""n":{digest}}}"#).into(),
+            origin_unix_ms,
+        }
     }
 
     fn backend() -> MemoryBackend {
+        with_history(HistoryBounds { size: 100, ttl_seconds: 86_400 })
+    }
+
+    fn with_history(history: HistoryBounds) -> MemoryBackend {
         let (metrics, _) = Metrics::new();
         let hub = Hub::new(5, 8, None, metrics.clone());
-        MemoryBackend::new(hub, Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 }, metrics)
+        let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
+        MemoryBackend::new(hub, parking, history, metrics)
+    }
+
+    fn ids(history: &History) -> Vec<String> {
+        history.entries.iter().map(|(id, _)| id.to_string()).collect()
+    }
+
+    #[test]
+    fn ids_follow_the_record_time_raised_to_the_last_id() {
+        let memory = backend();
+        let now = now_unix_ms();
+        memory.deliver_to_user("a", &sent_at(1, 60, now));
+        memory.deliver_to_user("a", &sent_at(2, 60, now));
+        memory.deliver_to_user("a", &sent_at(3, 60, now - 5_000));
+        memory.deliver_to_user("a", &sent_at(4, 60, now + 1));
+        memory.deliver_to_user("b", &sent_at(5, 60, now - 5_000));
+        let all = memory.history("a", &Since::Malformed);
+        assert!(!all.recovered);
+        assert_eq!(ids(&all), [format!("{now}-0"), format!("{now}-1"), format!("{now}-2"), format!("{}-0", now + 1)]);
+        assert_eq!(all.entries[0].1, format!(r#"{{"id":"{now}-0","n":1}}"#));
+        assert_eq!(ids(&memory.history("b", &Since::Malformed)), [format!("{}-0", now - 5_000)]);
+
+        let since = Since::parse(&format!("{now}-1"));
+        let after = memory.history("a", &since);
+        assert!(after.recovered);
+        assert_eq!(ids(&after), [format!("{now}-2"), format!("{}-0", now + 1)]);
+        let unknown = memory.history("a", &Since::parse(&format!("{}-5", now - 1)));
+        assert!(!unknown.recovered, "never issued");
+        assert_eq!(unknown.entries.len(), 4, "everything newer is still sent");
+        assert_eq!(memory.history("nobody", &since), History::default());
+    }
+
+    #[test]
+    fn history_is_bounded_by_count_and_age_and_ids_still_increase_without_one() {
+        let memory = with_history(HistoryBounds { size: 3, ttl_seconds: 60 });
+        let now = now_unix_ms();
+        memory.deliver_to_user("a", &sent_at(0, 60, now - 120_000));
+        assert!(memory.history("a", &Since::Malformed).entries.is_empty(), "older than the TTL at once");
+        for digest in 1..=5 {
+            memory.deliver_to_user("a", &sent_at(digest, 60, now));
+        }
+        let kept = memory.history("a", &Since::parse(&format!("{now}-0")));
+        assert!(!kept.recovered, "trimmed by count");
+        assert_eq!(ids(&kept), [format!("{now}-2"), format!("{now}-3"), format!("{now}-4")]);
+
+        let none = with_history(HistoryBounds { size: 0, ttl_seconds: 60 });
+        none.deliver_to_user("a", &sent_at(1, 60, now));
+        none.deliver_to_user("a", &sent_at(2, 60, now - 1));
+        assert!(none.history("a", &Since::Malformed).entries.is_empty());
+        assert_eq!(none.lock().histories["a"].last.to_string(), format!("{now}-1"), "ids still increase");
     }
 
     #[test]

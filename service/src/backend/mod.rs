@@ -15,10 +15,18 @@
 //!   the next release, never twice.
 //! - Parked notifications are bounded per batch (the oldest expires early beyond the bound) and
 //!   expire after a TTL; both are counted.
+//! - **Ids and history are part of the publish.** The notification's id (`<ms>-<seq>`, see
+//!   `resume`) is assigned in the same atomic step that marks the digest and publishes, and the
+//!   message is appended to the user's history there too (a Redis Stream, or a queue in memory),
+//!   bounded by [`HistoryBounds`]. So a user's ids strictly increase in publish order, and a
+//!   published notification is in the history until trimmed by count or age. A parked
+//!   notification has no id yet: it gets one when it is finally published.
 
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+
+use crate::resume::{History, Since};
 
 mod memory;
 mod redis;
@@ -43,8 +51,28 @@ pub(crate) struct Outgoing {
     /// What duplicates are detected by: see [`dedupe_digest`].
     pub dedupe_digest: DedupeDigest,
     pub dedupe_ttl_seconds: u64,
-    /// The encoded browser message.
-    pub message: Utf8Bytes,
+    /// The encoded browser message without its opening `{"id":"<id>",`
+    /// (`Notification::encode_body`): the backend prepends the id it assigns at publish time.
+    pub body: Utf8Bytes,
+    /// The source record's Kafka timestamp (or HTTP ingest time): the lowest `ms` the id may have.
+    pub origin_unix_ms: u64,
+}
+
+/// How much of each user's history is kept (`--history-size`, `--history-ttl-seconds`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistoryBounds {
+    /// Most notifications kept per user; 0 keeps none (ids still increase).
+    pub size: usize,
+    /// Notifications whose id's `ms` is older than this are dropped; a user's history (and its
+    /// last id) is forgotten this long after its last notification.
+    pub ttl_seconds: u64,
+}
+
+impl HistoryBounds {
+    /// The oldest `ms` a kept notification may have at `now_ms`.
+    pub(crate) fn min_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.ttl_seconds.saturating_mul(1000))
+    }
 }
 
 /// Settings for parked notifications.
@@ -112,6 +140,14 @@ impl Backend {
         }
     }
 
+    /// `user`'s kept notifications after `since` (see `resume::History` for what `recovered` means).
+    pub(crate) async fn history(&self, user: &str, since: &Since) -> Result<History, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.history(user, since)),
+            Backend::Redis(redis) => redis.history(user, since).await,
+        }
+    }
+
     /// Whether the store answers.
     pub(crate) async fn ping(&self) -> Result<(), Unavailable> {
         match self {
@@ -141,12 +177,8 @@ pub(crate) fn now_unix_ms() -> u64 {
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The Kafka timestamp embedded in a notification id (a UUIDv7: its first 48 bits are milliseconds
-/// since the epoch), read without parsing the rest of the message.
+/// The Kafka timestamp a notification came from, as its id's `ms` says (raised to the user's
+/// previous id's when lower), read without parsing the rest of the message.
 pub(crate) fn origin_unix_ms(message: &[u8]) -> Option<u64> {
-    // Messages start with `{"id":"` followed by the 36-character id (see `pipeline::notification_id`).
-    let id = message.strip_prefix(br#"{"id":""#)?.get(..13)?;
-    let hex: Vec<u8> = id.iter().copied().filter(|byte| *byte != b'-').collect();
-    let text = std::str::from_utf8(hex.get(..12)?).ok()?;
-    u64::from_str_radix(text, 16).ok()
+    crate::resume::id_of(message).map(|id| id.ms)
 }

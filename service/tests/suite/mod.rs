@@ -8,6 +8,9 @@
 //! - `consumer_start`: where a new consumer group starts, and events too old to deliver.
 //! - `redis_backend`: a silent subscriber connection is noticed and replaced; the key flows on a
 //!   3-master Redis Cluster.
+//! - `resume`: history and resume: missed notifications replayed exactly once after a
+//!   reconnect (to the same or another instance, on one Redis or a cluster, embedded), and
+//!   `recovered: false` when history was trimmed or lost.
 //! - `trace_context`: the producer's trace context continues into exported spans.
 
 pub(crate) mod harness;
@@ -18,5 +21,6 @@ mod lookup;
 mod poison;
 mod redis_backend;
 mod resilience;
+mod resume;
 mod trace_context;
 mod websocket;

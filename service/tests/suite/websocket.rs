@@ -1,6 +1,6 @@
 //! The WebSocket endpoint and the HTTP routes beside it, against a real herald process in embedded
 //! mode (no Kafka, no Redis): who may connect and how the others are refused, what a connection
-//! receives, and every way a connection ends (1008 auth, 4000 quota, 1001 idle, 1013 slow client,
+//! receives, and every way a connection ends (1008 auth, 4000 quota, 1001 idle, 4002 slow client,
 //! 1012 restart, oversized frames).
 //!
 //! Each test starts its own herald with the flags it is about, so metrics and connection counts
@@ -622,7 +622,7 @@ async fn sigterm_closes_every_socket_with_1012_and_exits_cleanly() {
 /// A burst larger than the send queue, delivered faster than any socket can drain it: the
 /// notifications parked for a batch are all released in one step when its owner becomes known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_beyond_the_send_queue_closes_the_socket_with_1013() {
+async fn a_burst_beyond_the_send_queue_closes_the_socket_with_4002() {
     let herald = Herald::embedded("ws-burst", &["--send-queue", "1"]).await;
     let scope = Scope::new("ws-burst");
     let teacher = scope.user("teacher");
@@ -646,7 +646,7 @@ async fn a_burst_beyond_the_send_queue_closes_the_socket_with_1013() {
             Received::Closed(code, reason) => break (code, reason),
         }
     };
-    assert_eq!(code, 1013, "{reason}");
+    assert_eq!(code, 4002, "{reason}");
     assert_eq!(error_code("burst", &reason), "SLOW_CONSUMER");
     assert!(received < PARKED, "{received} of {} notifications arrived before the close", PARKED + 1);
     // Counted once the socket task has finished, just after the close frame went out.
@@ -661,7 +661,7 @@ async fn a_burst_beyond_the_send_queue_closes_the_socket_with_1013() {
 /// connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_when_its_queue_fills() {
-    client_stops_reading("ws-stuck-slow", &["--send-queue", "1"], "slow_client", 1013).await;
+    client_stops_reading("ws-stuck-slow", &["--send-queue", "1"], "slow_client", 4002).await;
 }
 
 /// The same, with a queue that never fills: the idle timeout must still end the connection, though

@@ -4,8 +4,9 @@
 //! Cluster. `--redis-prefix` may not contain braces, so the first brace of every key is ours:
 //!
 //! - `{u<shard>}`: a user shard (FNV-1a of the user id modulo [`USER_SHARDS`]). It tags the
-//!   user's dedupe marks and, in cluster mode, the user's channel, so that marking a digest and
-//!   publishing the notification are one script on one slot.
+//!   user's dedupe marks, the user's history and, in cluster mode, the user's channel, so that
+//!   marking a digest, appending to the history and publishing the notification are one script on
+//!   one slot.
 //! - `{b:<batch>}`: everything of one batch (owner, parked notifications, their digests). A batch
 //!   id containing `}` shortens the tag, but every key of that batch is shortened the same way.
 //! - `{parked:<n>}`: one of [`PARKED_INDEX_SHARDS`] shards of the index of batches with parked
@@ -66,6 +67,12 @@ impl Keys {
     /// One part of one time bucket of the user shard's dedupe marks (a hash of 16-byte digests).
     pub(crate) fn dedupe(&self, user: &str, ttl_seconds: u64, bucket: u64, part: u64) -> String {
         format!("{}{{{}}}:dedupe:{ttl_seconds}:{bucket}:{part}", self.prefix, Self::user_tag(user))
+    }
+
+    /// The user's history: a stream of the notifications published to them, whose entry ids are
+    /// the notifications' ids (field `m`: the message without its opening `{"id":"<id>",`).
+    pub(crate) fn history(&self, user: &str) -> String {
+        format!("{}{{{}}}:history:{user}", self.prefix, Self::user_tag(user))
     }
 
     /// How many parts the dedupe hashes of a time bucket have (decided once per bucket).
@@ -147,6 +154,7 @@ mod tests {
             for (ttl, bucket, part) in [(86_400, 7, 0), (21_600, 8, 3)] {
                 assert_eq!(slot(&keys.dedupe(user, ttl, bucket, part)), slot(&channel), "{user}");
             }
+            assert_eq!(slot(&keys.history(user)), slot(&channel), "{user}");
         }
         for batch in ["batch-1", "b}x", "{weird}"] {
             let owner = slot(&keys.owner(batch));

@@ -6,6 +6,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}{u<shard>}:dedupe:{ttl}:{bucket}:{part}` | hash | 16-byte digests of notifications published to the shard's users (see `dedupe`; the key expires a TTL after its bucket ends) |
+//! | `{prefix}{u<shard>}:history:<user>` | stream | the user's last notifications (`--history-size`, none older than `--history-ttl-seconds`); entry ids are the notifications' ids, field `m` the message without its opening `{"id":"<id>",` (the key expires a history TTL after its last notification) |
 //! | `{prefix}dedupe-parts:{ttl}:{bucket}` | string | how many parts that bucket's hashes have (set once) |
 //! | `{prefix}dedupe-count:{ttl}:{bucket}` | string | about how many notifications that bucket remembers |
 //! | `{prefix}{b:<batch>}:owner` | string | the batch owner's user id (TTL `--owner-ttl-seconds`) |
@@ -21,8 +22,10 @@
 //!
 //! What is atomic (each a Lua script whose keys, all declared, share one hash slot):
 //!
-//! - **Mark and publish** (`PUBLISH_ONCE`, the user shard's slot, with the channel): a digest is
-//!   marked for a user only together with publishing the notification to that user.
+//! - **Mark, record and publish** (`PUBLISH_ONCE`, the user shard's slot, with the channel): a
+//!   digest is marked for a user only together with appending the notification to the user's
+//!   history (which assigns its id) and publishing it with that id. Reading the history
+//!   (`XRANGE`, one command) sees every notification published before it, in id order.
 //! - **Find the owner or park** (`OWNER_OR_PARK`, the batch's slot): a notification cannot be
 //!   parked just after the owner was learnt, because learning the owner (`LEARN_OWNER`, same slot)
 //!   and parking exclude each other. When the owner is known, publishing is the next step
@@ -54,10 +57,11 @@ use tokio_util::sync::CancellationToken;
 use self::dedupe::{Buckets, Sizing, part_of, parts_for};
 use self::keys::{Keys, PARKED_INDEX_SHARDS};
 pub(crate) use self::subscriber::{Subscriber, subscribe};
-use super::{DedupeDigest, Delivery, Outgoing, Parking, Unavailable, now_unix_ms};
+use super::{DedupeDigest, Delivery, HistoryBounds, Outgoing, Parking, Unavailable, now_unix_ms};
 use crate::health::Health;
 use crate::hub::{Hub, SubscriptionChange};
 use crate::metrics::Metrics;
+use crate::resume::{History, NotificationId, Since, message_with_id};
 
 /// How herald reaches Redis: one node, or a cluster.
 #[derive(Debug, Clone)]
@@ -110,6 +114,7 @@ pub(crate) struct RedisBackend {
     connection: Connection,
     keys: Keys,
     parking: Parking,
+    history: HistoryBounds,
     metrics: Metrics,
     sizing: Sizing,
     publish_once: Script,
@@ -124,14 +129,27 @@ fn unavailable(error: redis::RedisError) -> Unavailable {
     Unavailable(format!("redis: {error}"))
 }
 
-/// One parked notification, as stored in the batch's list.
+/// One parked notification, as stored in the batch's list. It has no id yet: the id is assigned
+/// when it is published.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ParkedEntry {
     /// The dedupe digest, hex.
     digest: String,
     ttl: u64,
     expires_at: u64,
+    /// The message without its id (see `Outgoing::body`). Entries parked by an earlier version
+    /// hold the whole message; [`ParkedEntry::body`] drops the old id.
     message: String,
+    /// The record's timestamp (ms); absent in entries parked by an earlier version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<u64>,
+}
+
+impl ParkedEntry {
+    fn body(&self) -> &str {
+        let Some(rest) = self.message.strip_prefix(crate::resume::MESSAGE_START) else { return &self.message };
+        rest.split_once("\",").map_or(&self.message, |(_, body)| body)
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -158,6 +176,7 @@ impl RedisBackend {
         hub: Arc<Hub>,
         subscriptions: mpsc::UnboundedReceiver<SubscriptionChange>,
         parking: Parking,
+        history: HistoryBounds,
         metrics: Metrics,
         health: Health,
         shutdown: CancellationToken,
@@ -181,6 +200,7 @@ impl RedisBackend {
             connection,
             keys,
             parking,
+            history,
             metrics,
             sizing: Sizing::default(),
             publish_once: Script::new(scripts::PUBLISH_ONCE),
@@ -245,16 +265,19 @@ impl RedisBackend {
         Ok(parts)
     }
 
-    /// Publishes to `user` unless the digest was already published to them within its TTL.
+    /// Publishes to `user` unless the digest was already published to them within its TTL; returns
+    /// the notification's id when published.
     async fn publish_once(
         &self,
         user: &str,
         digest: &DedupeDigest,
         ttl_seconds: u64,
-        message: &[u8],
-    ) -> Result<bool, Unavailable> {
+        body: &str,
+        origin_unix_ms: u64,
+    ) -> Result<Option<String>, Unavailable> {
         let buckets = Buckets::new(ttl_seconds);
-        let now = now_unix_ms() / 1000;
+        let now_ms = now_unix_ms();
+        let now = now_ms / 1000;
         let current = buckets.current(now);
         let mut invocation = self.publish_once.prepare_invoke();
         for bucket in buckets.covering(now) {
@@ -263,23 +286,67 @@ impl RedisBackend {
             }
         }
         invocation
+            .key(self.keys.history(user))
             .arg(&digest[..])
             .arg(buckets.expires_at(current))
             .arg(if self.keys.cluster() { "SPUBLISH" } else { "PUBLISH" })
             .arg(self.keys.channel(user))
-            .arg(message);
-        let published: i64 = self.invoke(&invocation).await?;
-        if published == 1 {
+            .arg(body)
+            .arg(origin_unix_ms)
+            .arg(self.history.size)
+            .arg(self.history.ttl_seconds.max(1))
+            .arg(self.history.min_ms(now_ms));
+        let id: Option<String> = self.invoke(&invocation).await?;
+        if id.is_some() {
             self.sizing.counted(buckets.ttl_seconds, current);
         }
-        Ok(published == 1)
+        Ok(id)
     }
 
     pub(crate) async fn deliver_to_user(&self, user: &str, outgoing: &Outgoing) -> Result<Delivery, Unavailable> {
-        let published = self
-            .publish_once(user, &outgoing.dedupe_digest, outgoing.dedupe_ttl_seconds, outgoing.message.as_bytes())
+        let id = self
+            .publish_once(
+                user,
+                &outgoing.dedupe_digest,
+                outgoing.dedupe_ttl_seconds,
+                outgoing.body.as_str(),
+                outgoing.origin_unix_ms,
+            )
             .await?;
-        Ok(if published { Delivery::Published { user: user.to_owned() } } else { Delivery::Duplicate })
+        Ok(if id.is_some() { Delivery::Published { user: user.to_owned() } } else { Delivery::Duplicate })
+    }
+
+    /// `user`'s kept notifications after `since`: one `XRANGE` from `since` (inclusive), so whether
+    /// `since` is still kept and what follows it are read at one instant.
+    pub(crate) async fn history(&self, user: &str, since: &Since) -> Result<History, Unavailable> {
+        let start = match since {
+            Since::Id(id) => id.to_string(),
+            Since::Malformed => "-".to_owned(),
+        };
+        let entries: Vec<(String, Vec<String>)> =
+            self.query(redis::cmd("XRANGE").arg(self.keys.history(user)).arg(start).arg("+")).await?;
+        let min_ms = self.history.min_ms(now_unix_ms());
+        let mut history = History::default();
+        for (raw_id, fields) in entries {
+            let Some(id) = NotificationId::parse(&raw_id) else { continue };
+            if let Since::Id(since) = since
+                && id == *since
+            {
+                // Trimming by age happens when the next notification is published; until then an
+                // entry past the TTL is treated as trimmed already.
+                history.recovered = id.ms >= min_ms;
+                continue;
+            }
+            if id.ms < min_ms {
+                continue;
+            }
+            let Some(body) = fields.chunks(2).find_map(|pair| (pair[0] == "m").then(|| pair.get(1)).flatten()) else {
+                tracing::warn!(user, id = raw_id, "skipping a history entry without a message");
+                continue;
+            };
+            history.entries.push((id, message_with_id(&raw_id, body)));
+        }
+        Ok(history)
     }
 
     pub(crate) async fn deliver_to_batch_owner(
@@ -293,7 +360,8 @@ impl RedisBackend {
             digest: digest.clone(),
             ttl: outgoing.dedupe_ttl_seconds,
             expires_at,
-            message: outgoing.message.as_str().to_owned(),
+            message: outgoing.body.as_str().to_owned(),
+            origin: Some(outgoing.origin_unix_ms),
         };
         let entry = serde_json::to_string(&entry).map_err(|error| Unavailable(format!("parked entry: {error}")))?;
         let mut invocation = self.owner_or_park.prepare_invoke();
@@ -353,7 +421,11 @@ impl RedisBackend {
             };
             if entry.expires_at <= now {
                 expired += 1;
-            } else if self.publish_once(user, &digest, entry.ttl, entry.message.as_bytes()).await? {
+            } else if self
+                .publish_once(user, &digest, entry.ttl, entry.body(), entry.origin.unwrap_or(now))
+                .await?
+                .is_some()
+            {
                 published += 1;
             } else {
                 duplicates += 1;
@@ -493,6 +565,10 @@ mod tests {
     }
 
     async fn backend(redis: &OwnRedis) -> Arc<RedisBackend> {
+        with_history(redis, HistoryBounds { size: 100, ttl_seconds: 86_400 }).await
+    }
+
+    async fn with_history(redis: &OwnRedis, history: HistoryBounds) -> Arc<RedisBackend> {
         let (metrics, _) = Metrics::new();
         let (changes, subscriptions) = mpsc::unbounded_channel();
         let hub = Hub::new(5, 8, Some(changes), metrics.clone());
@@ -504,11 +580,23 @@ mod tests {
         };
         let parking = Parking { ttl_seconds: 60, max_per_batch: 10, owner_ttl_seconds: 60 };
         let health = Health::new(metrics.clone());
-        let (backend, _subscriber) =
-            RedisBackend::connect(&target, hub, subscriptions, parking, metrics, health, CancellationToken::new())
-                .await
-                .unwrap();
+        let (backend, _subscriber) = RedisBackend::connect(
+            &target,
+            hub,
+            subscriptions,
+            parking,
+            history,
+            metrics,
+            health,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         backend
+    }
+
+    async fn connection(redis: &OwnRedis) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
     }
 
     /// A release interrupted after publishing some parked notifications (a crash) leaves them all
@@ -520,7 +608,8 @@ mod tests {
         let outgoing = |index: u64| Outgoing {
             dedupe_digest: digest(index),
             dedupe_ttl_seconds: 60,
-            message: axum::extract::ws::Utf8Bytes::from(format!("{{\"n\":{index}}}")),
+            body: axum::extract::ws::Utf8Bytes::from(format!("\"n\":{index}}}")),
+            origin_unix_ms: now_unix_ms(),
         };
         for index in 0..3 {
             assert_eq!(
@@ -530,7 +619,7 @@ mod tests {
         }
         assert_eq!(backend.deliver_to_batch_owner("b1", &outgoing(1)).await.unwrap(), Delivery::Duplicate);
         // The first release published notification 0, then the process died before removing anything.
-        assert!(backend.publish_once("teacher", &digest(0), 60, b"{}").await.unwrap());
+        assert!(backend.publish_once("teacher", &digest(0), 60, "}", now_unix_ms()).await.unwrap().is_some());
         assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 2, "1 and 2 are published, 0 is not again");
         let mut connection =
             redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
@@ -588,14 +677,14 @@ mod tests {
             .await
             .unwrap();
         // Sizes the current bucket before measuring, as every bucket is sized once.
-        assert!(backend.publish_once("warm-up", &digest(u64::MAX), TTL, b"{}").await.unwrap());
+        assert!(backend.publish_once("warm-up", &digest(u64::MAX), TTL, "}", now_unix_ms()).await.unwrap().is_some());
         let start = used_memory(&mut connection).await;
         let published = futures_util::stream::iter(0..N)
             .map(|index| {
                 let backend = Arc::clone(&backend);
                 async move {
                     let user = format!("teacher-{}", index % 5000);
-                    backend.publish_once(&user, &digest(index), TTL, b"{}").await.unwrap()
+                    backend.publish_once(&user, &digest(index), TTL, "}", now_unix_ms()).await.unwrap().is_some()
                 }
             })
             .buffer_unordered(64)
@@ -603,6 +692,14 @@ mod tests {
             .count()
             .await;
         assert_eq!(published as u64, N, "every digest is new");
+        // Only the dedupe marks are measured here: the history (see the next test) goes first.
+        for user in 0..5000 {
+            let _: i64 = redis::cmd("DEL")
+                .arg(backend.keys.history(&format!("teacher-{user}")))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
         let per_notification = (used_memory(&mut connection).await - start) as f64 / N as f64;
         let parts = backend.sizing.cached_parts(TTL, current).unwrap();
         let sample = backend.keys.dedupe("teacher-1", TTL, current, part_of(&digest(1), parts));
@@ -615,6 +712,140 @@ mod tests {
         assert_eq!(encoding, "listpack", "the dedupe hashes stay compact");
         assert!(per_notification <= 32.0, "{per_notification:.1} bytes per remembered notification");
         // A second publish of any of them is a duplicate.
-        assert!(!backend.publish_once("teacher-7", &digest(7), TTL, b"{}").await.unwrap());
+        assert!(backend.publish_once("teacher-7", &digest(7), TTL, "}", now_unix_ms()).await.unwrap().is_none());
+    }
+
+    fn ids(history: &History) -> Vec<String> {
+        history.entries.iter().map(|(id, _)| id.to_string()).collect()
+    }
+
+    /// The stream assigns ids by the same rule as the memory backend, keeps the same bounds, and
+    /// replays each message byte for byte as it was published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_ids_follow_the_record_time_and_the_bounds_hold() {
+        let redis = OwnRedis::start().await;
+        let backend = with_history(&redis, HistoryBounds { size: 3, ttl_seconds: 60 }).await;
+        let now = now_unix_ms();
+        let mut channel = redis::Client::open(redis.url.as_str()).unwrap().get_async_pubsub().await.unwrap();
+        channel.subscribe(backend.keys.channel("a")).await.unwrap();
+        let publish = |index: u64, origin: u64| {
+            let backend = Arc::clone(&backend);
+            async move {
+                let body = format!("\"n\":{index}}}");
+                backend.publish_once("a", &digest(index), 60, &body, origin).await.unwrap()
+            }
+        };
+        assert_eq!(publish(0, now - 120_000).await.as_deref(), Some(format!("{}-0", now - 120_000).as_str()));
+        assert!(backend.history("a", &Since::Malformed).await.unwrap().entries.is_empty(), "older than the TTL");
+        assert_eq!(publish(1, now).await, Some(format!("{now}-0")));
+        assert_eq!(publish(2, now - 5_000).await, Some(format!("{now}-1")), "raised to the last id's ms");
+        assert_eq!(publish(3, now + 1).await, Some(format!("{}-0", now + 1)));
+        assert_eq!(publish(3, now + 2).await, None, "a duplicate gets no id and no entry");
+
+        let since = Since::parse(&format!("{now}-0"));
+        let after = backend.history("a", &since).await.unwrap();
+        assert!(after.recovered);
+        assert_eq!(ids(&after), [format!("{now}-1"), format!("{}-0", now + 1)]);
+        let mut published = channel.on_message();
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            let message = tokio::time::timeout(Duration::from_secs(10), published.next()).await.unwrap().unwrap();
+            sent.push(message.get_payload::<String>().unwrap());
+        }
+        assert_eq!(sent[2], format!(r#"{{"id":"{now}-1","n":2}}"#));
+        assert_eq!(after.entries[0].1, sent[2], "replayed byte for byte");
+        assert_eq!(after.entries[1].1, sent[3]);
+
+        for index in 4..6 {
+            publish(index, now).await.unwrap();
+        }
+        let trimmed = backend.history("a", &since).await.unwrap();
+        assert!(!trimmed.recovered, "trimmed by --history-size");
+        assert_eq!(ids(&trimmed), [format!("{}-0", now + 1), format!("{}-1", now + 1), format!("{}-2", now + 1)]);
+        let unknown = backend.history("a", &Since::parse("1-0")).await.unwrap();
+        assert!(!unknown.recovered);
+        assert_eq!(unknown.entries.len(), 3);
+        assert_eq!(backend.history("nobody", &since).await.unwrap(), History::default());
+
+        let none = with_history(&redis, HistoryBounds { size: 0, ttl_seconds: 60 }).await;
+        let first = none.publish_once("b", &digest(10), 60, "}", now).await.unwrap();
+        let second = none.publish_once("b", &digest(11), 60, "}", now - 1).await.unwrap();
+        assert_eq!((first, second), (Some(format!("{now}-0")), Some(format!("{now}-1"))), "ids still increase");
+        assert!(none.history("b", &Since::Malformed).await.unwrap().entries.is_empty());
+    }
+
+    /// Measures Redis bytes per kept notification and per user's history: 1,000 users with a full
+    /// history (100 notifications of a typical size), and 1,000 users with `--history-size 0` (the
+    /// stream keeps only the last id). Prints the figures (run with `--nocapture`;
+    /// docs/benchmarks.md, "Redis memory").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_notification_costs_its_message_and_at_most_24_bytes_more() {
+        const USERS: u64 = 1000;
+        const PER_USER: u64 = 100;
+        let redis = OwnRedis::start().await;
+        let mut connection = connection(&redis).await;
+        let backend = backend(&redis).await;
+        // A class_created message as published (ids and timestamps vary, as in real traffic).
+        let body = |index: u64| {
+            format!(
+                r#""event":"class_created","data":{{"class_id":"class-{index:08}","name":"Year 9 English {index}","user_id":"teacher-{user}"}},"event_id":"{a:016x}-{b:016x}","category":"class_management","priority":"immediate","timestamp":"2026-12-01T09:{m:02}:{s:02}.{index:06}Z","correlation_id":"{b:016x}-{a:016x}"}}"#,
+                user = index % USERS,
+                a = keys::fnv1a(&format!("e{index}")),
+                b = keys::fnv1a(&format!("c{index}")),
+                m = index % 60,
+                s = index / 60 % 60,
+            )
+        };
+        let body_bytes: usize = (0..USERS * PER_USER).map(|index| body(index).len()).sum();
+        assert!(
+            backend.publish_once("warm-up", &digest(u64::MAX), 86_400, "}", now_unix_ms()).await.unwrap().is_some()
+        );
+        let dedupe_keys = |connection: &mut redis::aio::MultiplexedConnection| {
+            let mut connection = connection.clone();
+            async move {
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg("herald:*dedupe*").query_async(&mut connection).await.unwrap();
+                if !keys.is_empty() {
+                    let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
+                }
+            }
+        };
+        let start = used_memory(&mut connection).await;
+        let now = now_unix_ms();
+        futures_util::stream::iter(0..USERS * PER_USER)
+            .map(|index| {
+                let backend = Arc::clone(&backend);
+                let body = body(index);
+                async move {
+                    let user = format!("teacher-{}", index % USERS);
+                    backend.publish_once(&user, &digest(index), 86_400, &body, now + index).await.unwrap().unwrap();
+                }
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
+        // Only the history is measured here: the dedupe marks (see the test above) go first.
+        dedupe_keys(&mut connection).await;
+        let full = (used_memory(&mut connection).await - start) as f64;
+        let per_notification = full / (USERS * PER_USER) as f64;
+        let overhead = (full - body_bytes as f64) / (USERS * PER_USER) as f64;
+        let per_user = full / USERS as f64;
+
+        let empty = with_history(&redis, HistoryBounds { size: 0, ttl_seconds: 86_400 }).await;
+        let start = used_memory(&mut connection).await;
+        for index in 0..USERS {
+            let user = format!("idle-{index}");
+            // Digests are told apart per user shard, not per user: each notification has its own.
+            empty.publish_once(&user, &digest(USERS * PER_USER + index), 86_400, "}", now).await.unwrap().unwrap();
+        }
+        dedupe_keys(&mut connection).await;
+        let per_idle_user = (used_memory(&mut connection).await - start) as f64 / USERS as f64;
+        println!(
+            "redis memory of history: {per_notification:.1} bytes per kept notification of {:.0} bytes \
+             ({overhead:.1} bytes beyond the message body); {per_user:.0} bytes per user with {PER_USER} kept; \
+             {per_idle_user:.0} bytes per user whose history keeps only the last id (--history-size 0)",
+            body_bytes as f64 / (USERS * PER_USER) as f64
+        );
+        assert!(overhead <= 24.0, "{overhead:.1} bytes per kept notification beyond its body");
     }
 }

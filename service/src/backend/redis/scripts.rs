@@ -1,23 +1,57 @@
 //! The Lua scripts. Each declares every key it touches in KEYS, and all of one script's keys (and
 //! the channel it publishes on) share a hash slot, so each runs on Redis Cluster as on one node.
 
-/// Publishes unless the digest is in one of the user's dedupe hashes; marks it in the current
-/// bucket's hash when publishing.
-/// KEYS: the user's dedupe hashes of the buckets covering the TTL, the current bucket's last.
+/// Publishes unless the digest is in one of the user's dedupe hashes; when publishing, marks it
+/// in the current bucket's hash, appends the notification to the user's history stream (which
+/// assigns its id) and publishes the message with that id.
+///
+/// The id is the stream entry id `<ms>-<seq>`: `ms` is the record's timestamp, raised to the last
+/// id's `ms` when lower (read from the newest entry, or from the stream's last generated id when
+/// trimming left none), and Redis picks `seq` (`<ms>-*`, Redis 7.0). The stream keeps at most
+/// `--history-size` entries (exact MAXLEN), none older than the history TTL (MINID), and the key
+/// expires a TTL after its last notification.
+///
+/// KEYS: the user's dedupe hashes of the buckets covering the TTL, the current bucket's last, then
+/// the user's history stream.
 /// ARGV: digest (16 bytes), the current bucket's expiry (Unix s), PUBLISH or SPUBLISH, channel,
-/// message. Returns 1 when published, 0 for a duplicate.
-pub(super) const PUBLISH_ONCE: &str = r"
-for i = 1, #KEYS do
+/// message body (the message without its opening `{"id":"<id>",`), the record's ms, history size,
+/// history TTL (s), the oldest ms the history keeps. Returns the id when published, nil for a
+/// duplicate.
+pub(super) const PUBLISH_ONCE: &str = r#"
+local history = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
   if redis.call('HEXISTS', KEYS[i], ARGV[1]) == 1 then
-    return 0
+    return false
   end
 end
-local current = KEYS[#KEYS]
+local current = KEYS[#KEYS - 1]
 redis.call('HSET', current, ARGV[1], '')
 redis.call('EXPIREAT', current, ARGV[2])
-redis.call(ARGV[3], ARGV[4], ARGV[5])
-return 1
-";
+local ms = ARGV[6]
+local last = nil
+local newest = redis.call('XREVRANGE', history, '+', '-', 'COUNT', 1)
+if #newest > 0 then
+  last = newest[1][1]
+elseif redis.call('EXISTS', history) == 1 then
+  local info = redis.call('XINFO', 'STREAM', history)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      last = info[i + 1]
+    end
+  end
+end
+if last then
+  local last_ms = string.match(last, '^(%d+)-')
+  if tonumber(last_ms) > tonumber(ms) then
+    ms = last_ms
+  end
+end
+local id = redis.call('XADD', history, 'MAXLEN', '=', ARGV[7], ms .. '-*', 'm', ARGV[5])
+redis.call('XTRIM', history, 'MINID', ARGV[9])
+redis.call('EXPIRE', history, ARGV[8])
+redis.call(ARGV[3], ARGV[4], '{"id":"' .. id .. '",' .. ARGV[5])
+return id
+"#;
 
 /// Returns the batch owner if known; else parks the notification (unless a copy is parked).
 /// KEYS: owner, parked list, parked digests. ARGV: digest (hex), entry (JSON), max per batch,
