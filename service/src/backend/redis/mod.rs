@@ -775,13 +775,15 @@ mod tests {
     }
 
     /// Measures Redis bytes per kept notification and per user's history: 1,000 users with a full
-    /// history (100 notifications of a typical size), and 1,000 users with `--history-size 0` (the
-    /// stream keeps only the last id). Prints the figures (run with `--nocapture`;
-    /// docs/benchmarks.md, "Redis memory").
+    /// history in steady state (150 notifications of a typical size published each, the default
+    /// 100 kept, so trimming has run), and 1,000 users with `--history-size 0` (the stream keeps
+    /// only the last id). Prints the figures (run with `--nocapture`; docs/benchmarks.md, "Redis
+    /// memory").
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_kept_notification_costs_its_message_and_at_most_24_bytes_more() {
+    async fn a_kept_notification_costs_its_message_and_at_most_128_bytes_more() {
         const USERS: u64 = 1000;
-        const PER_USER: u64 = 100;
+        const PER_USER: u64 = 150;
+        const KEPT: u64 = 100;
         let redis = OwnRedis::start().await;
         let mut connection = connection(&redis).await;
         let backend = backend(&redis).await;
@@ -796,7 +798,8 @@ mod tests {
                 s = index / 60 % 60,
             )
         };
-        let body_bytes: usize = (0..USERS * PER_USER).map(|index| body(index).len()).sum();
+        // The kept ones: each user's last 100.
+        let body_bytes: usize = (USERS * (PER_USER - KEPT)..USERS * PER_USER).map(|index| body(index).len()).sum();
         assert!(
             backend.publish_once("warm-up", &digest(u64::MAX), 86_400, "}", now_unix_ms()).await.unwrap().is_some()
         );
@@ -827,8 +830,8 @@ mod tests {
         // Only the history is measured here: the dedupe marks (see the test above) go first.
         dedupe_keys(&mut connection).await;
         let full = (used_memory(&mut connection).await - start) as f64;
-        let per_notification = full / (USERS * PER_USER) as f64;
-        let overhead = (full - body_bytes as f64) / (USERS * PER_USER) as f64;
+        let per_notification = full / (USERS * KEPT) as f64;
+        let overhead = (full - body_bytes as f64) / (USERS * KEPT) as f64;
         let per_user = full / USERS as f64;
 
         let empty = with_history(&redis, HistoryBounds { size: 0, ttl_seconds: 86_400 }).await;
@@ -842,10 +845,10 @@ mod tests {
         let per_idle_user = (used_memory(&mut connection).await - start) as f64 / USERS as f64;
         println!(
             "redis memory of history: {per_notification:.1} bytes per kept notification of {:.0} bytes \
-             ({overhead:.1} bytes beyond the message body); {per_user:.0} bytes per user with {PER_USER} kept; \
+             ({overhead:.1} bytes beyond the message body); {per_user:.0} bytes per user with {KEPT} kept; \
              {per_idle_user:.0} bytes per user whose history keeps only the last id (--history-size 0)",
-            body_bytes as f64 / (USERS * PER_USER) as f64
+            body_bytes as f64 / (USERS * KEPT) as f64
         );
-        assert!(overhead <= 24.0, "{overhead:.1} bytes per kept notification beyond its body");
+        assert!(overhead <= 128.0, "{overhead:.1} bytes per kept notification beyond its body");
     }
 }
