@@ -73,6 +73,11 @@ pub(crate) struct Counts {
     pub duplicated: u64,
     pub repeated: u64,
     pub misrouted: u64,
+    /// Sockets of the tab opened with `since` in the window, and how many were answered
+    /// `recovered:true` and `recovered:false`.
+    pub resumes: u64,
+    pub recovered: u64,
+    pub not_recovered: u64,
 }
 
 impl Counts {
@@ -87,6 +92,9 @@ impl Counts {
         self.duplicated += other.duplicated;
         self.repeated += other.repeated;
         self.misrouted += other.misrouted;
+        self.resumes += other.resumes;
+        self.recovered += other.recovered;
+        self.not_recovered += other.not_recovered;
     }
 
     pub(crate) fn lost_connected(&self) -> u64 {
@@ -326,7 +334,14 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
                 }
             }
             match window_at(socket.opened_ns) {
-                Some(window) => resumes[window].add(socket),
+                Some(window) => {
+                    resumes[window].add(socket);
+                    if socket.resume.is_some() {
+                        counts[window].resumes += 1;
+                        counts[window].recovered += u64::from(socket.recovered() == Some(true));
+                        counts[window].not_recovered += u64::from(socket.recovered() == Some(false));
+                    }
+                }
                 None => resumes_before_producing.add(socket),
             }
         }
@@ -728,7 +743,7 @@ impl Reckoning {
                 let _ = writeln!(
                     out,
                     "      user {user:>3} tab {tab}: {} lost ({} disconnected, {} dropped, {} held; {} declared), \
-                     {} duplicated, {} repeated, {} misrouted of {}",
+                     {} duplicated, {} repeated, {} misrouted of {}; {} resumes ({} recovered:false)",
                     counts.lost,
                     counts.lost_while_disconnected,
                     counts.lost_as_socket_dropped,
@@ -737,7 +752,9 @@ impl Reckoning {
                     counts.duplicated,
                     counts.repeated,
                     counts.misrouted,
-                    counts.expected
+                    counts.expected,
+                    counts.resumes,
+                    counts.not_recovered
                 );
             }
             if worst.len() > WORST_TABS {
@@ -851,13 +868,13 @@ impl Reckoning {
     pub(crate) fn tabs_csv(&self) -> String {
         let mut out = String::from(
             "window,user,tab,expected,received,lost,lost_while_disconnected,lost_as_socket_dropped,\
-             lost_on_held_socket,lost_declared,duplicated,repeated,misrouted\n",
+             lost_on_held_socket,lost_declared,duplicated,repeated,misrouted,resumes,recovered,not_recovered\n",
         );
         for window in &self.windows {
             for (user, tab, counts) in &window.tabs {
                 let _ = writeln!(
                     out,
-                    "{},{user},{tab},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{user},{tab},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     window.name,
                     counts.expected,
                     counts.received,
@@ -868,7 +885,10 @@ impl Reckoning {
                     counts.lost_declared,
                     counts.duplicated,
                     counts.repeated,
-                    counts.misrouted
+                    counts.misrouted,
+                    counts.resumes,
+                    counts.recovered,
+                    counts.not_recovered
                 );
             }
         }
@@ -1036,6 +1056,12 @@ mod tests {
         assert_eq!((window.name.as_str(), window.totals.lost, window.totals.lost_declared), ("redis-restart", 2, 2));
         assert_eq!(window.totals.lost_silent(), 0);
         assert_eq!(window.resumes, Resumes { resumes: 1, not_recovered: 1, ..Resumes::default() });
+        assert_eq!((window.totals.resumes, window.totals.recovered, window.totals.not_recovered), (1, 0, 1));
+        assert!(
+            reckoning.tabs_csv().contains("redis-restart,0,0,3,1,2,1,1,0,2,0,0,0,1,0,1\n"),
+            "{}",
+            reckoning.tabs_csv()
+        );
         assert_eq!(reckoning.not_recovered.len(), 1);
         assert!(reckoning.not_recovered[0].after_redis_restart);
         assert_eq!(reckoning.not_recovered[0].window, "redis-restart");
