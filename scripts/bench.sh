@@ -8,8 +8,9 @@
 # (scripts/infra/up.sh on loopback ports 39192 and 36479, not the test suite's 39092 and 36379:
 # a broker that tests have filled with thousands of topics stalls in garbage collection and would be
 # measured instead of herald), creates herald's topics, starts a release herald in production mode on
-# 127.0.0.1:$PORT, waits for /readyz, runs herald-loadgen against it with --server-pid, stops herald
-# with SIGTERM and prints the report. Whatever it started (herald, and Kafka or Redis if they were
+# 127.0.0.1:$PORT, waits for /readyz, runs herald-loadgen against it with --server-pid and
+# --redis-addr (herald's and Redis's CPU and memory per notification), stops herald with SIGTERM and
+# prints the report. Whatever it started (herald, and Kafka or Redis if they were
 # not already running) is stopped on exit, failure and Ctrl-C included.
 #
 # Knobs (environment variables, with defaults):
@@ -27,15 +28,21 @@
 #   JWT_AUDIENCE=herald-bench JWT_ISSUER=herald-bench   aud and iss herald requires and loadgen signs
 #   MAX_PER_USER=        herald --max-connections-per-user (default: max(5, CONNECTIONS/USERS rounded up))
 #   SEND_QUEUE=256       herald --send-queue
+#   HISTORY_SIZE=        herald --history-size (notifications kept per user for resume; 0: no
+#                        history, the baseline for the cost of history; empty: herald's default)
+#   MAX_IDLE_KIB=10      herald RSS per idle authenticated socket must stay at or under this (KiB);
+#                        over it, the script exits 3
 #   HERALD_LOG=warn      RUST_LOG for herald
 #   HERALD_ARGS=         extra herald flags (word-split)
 #   LOADGEN_ARGS=        extra herald-loadgen flags (word-split), e.g. "--connect-concurrency 128"
 #   OUT=target/bench/<UTC time>   folder for herald.log, report.txt and report.json
 #   BUILD=1              0: skip `cargo build --release`
+#   CARGO_TARGET_DIR=target   where the release binaries are built and found
 #   KEEP_INFRA=0         1: leave Kafka and Redis running even if this script started them
 #
 # Exit status: loadgen's (0 complete, 2 ran but lost, duplicated or refused something, 1 could not
-# run), or 1 when herald could not be started or did not stop cleanly.
+# run), 1 when herald could not be started or did not stop cleanly, 3 when the RSS per idle socket
+# was over MAX_IDLE_KIB.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,6 +64,9 @@ JWT_ISSUER="${JWT_ISSUER:-herald-bench}"
 PER_USER=$(((CONNECTIONS + USERS - 1) / USERS))
 MAX_PER_USER="${MAX_PER_USER:-$((PER_USER > 5 ? PER_USER : 5))}"
 SEND_QUEUE="${SEND_QUEUE:-256}"
+HISTORY_SIZE="${HISTORY_SIZE:-}"
+MAX_IDLE_KIB="${MAX_IDLE_KIB:-10}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 HERALD_LOG="${HERALD_LOG:-warn}"
 HERALD_ARGS="${HERALD_ARGS:-}"
 LOADGEN_ARGS="${LOADGEN_ARGS:-}"
@@ -70,6 +80,10 @@ die() { log "error: $*"; exit 1; }
 for knob in CONNECTIONS USERS EVENTS DRAIN PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
   [[ "${!knob}" =~ ^[0-9]+$ ]] || die "$knob must be a whole number, got '${!knob}'"
 done
+[[ -z "$HISTORY_SIZE" || "$HISTORY_SIZE" =~ ^[0-9]+$ ]] || die "HISTORY_SIZE must be a whole number or empty, got '$HISTORY_SIZE'"
+[[ "$MAX_IDLE_KIB" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "MAX_IDLE_KIB must be a number, got '$MAX_IDLE_KIB'"
+HISTORY_ARGS=()
+[[ -z "$HISTORY_SIZE" ]] || HISTORY_ARGS=(--history-size "$HISTORY_SIZE")
 [[ "$RATE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "RATE must be a number, got '$RATE'"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -112,8 +126,8 @@ if [[ "$BUILD" == 1 ]]; then
   log "building release binaries"
   cargo build --release -p herald-loadgen -p herald-service >&2
 fi
-HERALD="$ROOT/target/release/herald"
-LOADGEN="$ROOT/target/release/herald-loadgen"
+HERALD="$TARGET_DIR/release/herald"
+LOADGEN="$TARGET_DIR/release/herald-loadgen"
 [[ -x "$HERALD" && -x "$LOADGEN" ]] || die "release binaries missing: run with BUILD=1"
 
 bash scripts/infra/kafka.sh status >/dev/null 2>&1 || STARTED_KAFKA=1
@@ -150,6 +164,7 @@ NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
   --max-connections-per-user "$MAX_PER_USER" \
   --send-queue "$SEND_QUEUE" \
   --log-format text \
+  "${HISTORY_ARGS[@]}" \
   $HERALD_ARGS \
   >"$OUT/herald.log" 2>&1 &
 HERALD_PID=$!
@@ -184,6 +199,7 @@ set +e
   --drain "$DRAIN" \
   --target-ms "$TARGET_MS" \
   --server-pid "$HERALD_PID" \
+  --redis-addr "127.0.0.1:$HERALD_TEST_REDIS_PORT" \
   --json-file "$OUT/report.json" \
   $LOADGEN_ARGS \
   >"$OUT/report.txt"
@@ -224,4 +240,13 @@ fi
 echo "  machine       $(nproc) cores, $((ALL_TICKS > 0 ? 100 * BUSY_TICKS / ALL_TICKS : 0))% busy during loadgen (all processes); load average $LOAD_BEFORE before, $LOAD_AFTER after"
 echo "  files         $OUT/report.txt, $OUT/report.json, $OUT/metrics.txt"
 ((HERALD_STATUS == 0)) || { log "herald exited with status $HERALD_STATUS"; exit 1; }
+PER_IDLE_KIB=$(sed -n 's/.*"rss_kib_per_idle_connection":\([0-9.]*\).*/\1/p' "$OUT/report.json")
+if [[ -n "$PER_IDLE_KIB" ]]; then
+  if awk -v kib="$PER_IDLE_KIB" -v max="$MAX_IDLE_KIB" 'BEGIN { exit !(kib > max) }'; then
+    echo "  idle socket   $PER_IDLE_KIB KiB of herald RSS per idle authenticated socket: OVER the $MAX_IDLE_KIB KiB bound"
+    ((LOADGEN_STATUS != 0)) || LOADGEN_STATUS=3
+  else
+    echo "  idle socket   $PER_IDLE_KIB KiB of herald RSS per idle authenticated socket (bound: $MAX_IDLE_KIB KiB)"
+  fi
+fi
 exit "$LOADGEN_STATUS"

@@ -9,11 +9,14 @@
 //!
 //! Shared: [`envelope`] (the ClassCreatedV1 envelopes both produce), [`marking`] (how each
 //! event is marked and addressed, and Kafka's verdict on it), [`token`] (HS256 tokens),
-//! [`wire`] (connection URLs, how closes and errors are worded) and [`process`] (`/proc`
-//! readings).
+//! [`wire`] (connection URLs, how closes and errors are worded), [`resume`] (the resuming
+//! client: `since`, the `resumed` frame and its replay, dedupe by id), [`process`] (`/proc`
+//! readings) and [`redis_info`] (Redis's `INFO`).
 
 pub mod envelope;
 pub mod marking;
 pub mod process;
+pub mod redis_info;
+pub mod resume;
 pub mod token;
 pub mod wire;

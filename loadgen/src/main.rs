@@ -39,10 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::options::Options;
 use crate::producer::Producer;
-use crate::report::{Connections, Copies, Events, Latency, Loadgen, Report, Server, round};
+use crate::report::{Connections, Copies, Events, Latency, Loadgen, RedisUse, Report, Server, round};
 use crate::sockets::{ConnectionOutcome, Dial};
 use crate::tracker::Tracker;
 use herald_loadgen::marking::SendState;
+use herald_loadgen::redis_info::RedisReading;
 
 /// Users that receive a warm-up event. Several, spread over the users, so that their keys land on
 /// more than one partition.
@@ -132,13 +133,19 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         stop: stop.clone(),
         notification: Arc::from(options.notification.as_str()),
         read_buffer_bytes: options.read_buffer_kib * 1024,
+        resume: !options.no_resume,
     });
     let opening = Instant::now();
     let mut tasks = JoinSet::new();
     for index in 0..options.connections {
         let user = index % users;
-        let url = herald_loadgen::wire::connection_url(&options.url, &identities[user].token);
-        tasks.spawn(sockets::connection(user, url, Arc::clone(&tracker), Arc::clone(&dial)));
+        tasks.spawn(sockets::connection(
+            user,
+            options.url.clone(),
+            identities[user].token.clone(),
+            Arc::clone(&tracker),
+            Arc::clone(&dial),
+        ));
     }
     let (mut opened, mut failed) = (0u64, 0u64);
     let mut last_progress = Instant::now();
@@ -179,6 +186,7 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     // 3. Measured events.
     let measuring_from = tracker.elapsed();
     let cpu_measuring = server_pid.and_then(|pid| process::cpu_seconds(Some(pid)));
+    let redis_measuring = redis_reading(options.redis_addr.as_deref()).await;
     let copies_per_user = tracker.open_per_user();
     let summary = producer.send_events(&tracker, &user_ids, options.rate).await;
 
@@ -198,6 +206,7 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     let drain_seconds = drain_started.elapsed().as_secs_f64();
     let rss_end = server_pid.and_then(|pid| process::rss_kib(Some(pid)));
     let cpu_end = server_pid.and_then(|pid| process::cpu_seconds(Some(pid)));
+    let redis_end = redis_reading(options.redis_addr.as_deref()).await;
     progress(&format!("drained in {drain_seconds:.2} s; closing connections"));
 
     // 5. Close, collect, report.
@@ -226,6 +235,9 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
             Some((why, at)) if *at > measuring_from => Some(why.as_str()),
             _ => None,
         })),
+        resumed_after: sockets::tally(
+            outcomes.iter().flat_map(|outcome| outcome.resumed_after.iter().map(|(why, _)| why.as_str())),
+        ),
         open_seconds: round(open_seconds, 3),
     };
     let failures = producer.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
@@ -244,6 +256,22 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         send_seconds: round(summary.elapsed.as_secs_f64(), 3),
         warmup_seconds: round(warmup_seconds, 3),
     };
+    let delivered_events = copies.events_delivered;
+    let per_event =
+        |seconds: f64| (delivered_events > 0).then(|| round(seconds * 1_000_000.0 / delivered_events as f64, 1));
+    let server_cpu_measured = cpu_measuring.zip(cpu_end).map(|(before, after)| after - before);
+    let redis = match (redis_measuring, redis_end) {
+        (Some((before, cpu_before)), Some((after, cpu_after))) => Some(RedisUse {
+            address: options.redis_addr.clone().unwrap_or_default(),
+            pid: after.process_id,
+            used_memory_before: before.used_memory,
+            used_memory_end: after.used_memory,
+            used_memory_bytes_per_event: per_event_bytes(before.used_memory, after.used_memory, delivered_events),
+            cpu_seconds_measured: cpu_before.zip(cpu_after).map(|(before, after)| round(after - before, 2)),
+            cpu_us_per_event: cpu_before.zip(cpu_after).and_then(|(before, after)| per_event(after - before)),
+        }),
+        _ => None,
+    };
     let server = server_pid.map(|pid| Server {
         pid,
         rss_kib_before: rss_before,
@@ -256,7 +284,10 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
             _ => None,
         },
         cpu_seconds_opening: cpu_before.zip(cpu_opened).map(|(before, after)| round(after - before, 2)),
-        cpu_seconds_measured: cpu_measuring.zip(cpu_end).map(|(before, after)| round(after - before, 2)),
+        cpu_seconds_measured: server_cpu_measured.map(|seconds| round(seconds, 2)),
+        cpu_us_per_event: server_cpu_measured.and_then(per_event),
+        cpu_us_per_copy: server_cpu_measured
+            .and_then(|seconds| (copies.received > 0).then(|| round(seconds * 1e6 / copies.received as f64, 1))),
     });
     let complete = connections.failed == 0
         && connections.closed_early.is_empty()
@@ -266,7 +297,10 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         && events.sent == events.requested
         && copies.missing == 0
         && copies.duplicates == 0
-        && copies.misrouted == 0;
+        && copies.repeated == 0
+        && copies.misrouted == 0
+        && copies.resumes.not_recovered == 0
+        && copies.resumes.unanswered == 0;
     Ok(Report {
         date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         url: options.url.clone(),
@@ -281,6 +315,7 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
             ..latency
         }),
         server,
+        redis,
         loadgen: Loadgen {
             rss_kib_connections_open: loadgen_rss_open,
             cpu_seconds: process::cpu_seconds(None),
@@ -362,12 +397,25 @@ fn count_copies(
         received: 0,
         missing: 0,
         duplicates: 0,
+        repeated: 0,
+        out_of_order: 0,
         misrouted: 0,
         foreign: 0,
+        events_delivered: 0,
+        resumes: sockets::Resumes::default(),
         drain_seconds: round(drain_seconds, 3),
     };
+    let mut delivered = vec![false; usize::try_from(tracker.marking.events()).unwrap_or(usize::MAX)];
     for outcome in outcomes {
+        for (slot, seq) in (outcome.user as u64..tracker.marking.events()).step_by(users as usize).enumerate() {
+            if outcome.seen.contains(slot) {
+                delivered[seq as usize] = true;
+            }
+        }
         copies.duplicates += outcome.duplicates;
+        copies.repeated += outcome.repeated;
+        copies.out_of_order += outcome.out_of_order;
+        copies.resumes.add(&outcome.resumes);
         copies.misrouted += outcome.misrouted;
         copies.foreign += outcome.foreign;
         copies.received += outcome.distinct;
@@ -384,5 +432,22 @@ fn count_copies(
             }
         }
     }
+    copies.events_delivered = delivered.iter().filter(|delivered| **delivered).count() as u64;
     copies
+}
+
+/// Redis's `INFO` and CPU time now, when `--redis-addr` is given and answers.
+async fn redis_reading(address: Option<&str>) -> Option<(RedisReading, Option<f64>)> {
+    match herald_loadgen::redis_info::read(address?).await {
+        Ok(reading) => Some((reading, process::cpu_seconds(Some(reading.process_id)))),
+        Err(error) => {
+            progress(&format!("warning: {error}"));
+            None
+        }
+    }
+}
+
+/// Growth of Redis's memory per delivered event, in bytes.
+fn per_event_bytes(before: u64, after: u64, events: u64) -> Option<f64> {
+    (events > 0).then(|| round((after as f64 - before as f64) / events as f64, 1))
 }

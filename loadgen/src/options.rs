@@ -121,6 +121,16 @@ pub(crate) struct Options {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
+    /// `host:port` of the Redis the server uses (no password, on this machine): its memory
+    /// (`INFO memory`) and CPU time over the measured phase are reported, per event.
+    #[arg(long)]
+    pub redis_addr: Option<String>,
+
+    /// Do not reconnect when a socket ends (by default a connection reconnects with `?since=` the
+    /// last id it processed, unless closed with 1008, 4000, 4001 or 4003).
+    #[arg(long)]
+    pub no_resume: bool,
+
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -23,6 +23,8 @@ pub(crate) struct Report {
     pub latency_ms: Option<Latency>,
     /// Present with `--server-pid`.
     pub server: Option<Server>,
+    /// Present with `--redis-addr`.
+    pub redis: Option<RedisUse>,
     pub loadgen: Loadgen,
     /// Every connection opened and held, and every expected copy arrived exactly once.
     pub complete: bool,
@@ -40,8 +42,11 @@ pub(crate) struct Connections {
     pub closed_early: BTreeMap<String, u64>,
     /// Open when the measured events started.
     pub held: u64,
-    /// Closed by the server or the network while events were sent or drained, by reason.
+    /// Closed by the server or the network while events were sent or drained, and not reopened,
+    /// by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Sockets that ended and were opened again with `since`, by why they ended.
+    pub resumed_after: BTreeMap<String, u64>,
     /// Seconds from the first handshake to the last.
     pub open_seconds: f64,
 }
@@ -69,8 +74,16 @@ pub(crate) struct Copies {
     /// Distinct copies that arrived on a connection of their user.
     pub received: u64,
     pub missing: u64,
-    /// Further copies of an event on a connection that already had it.
+    /// Notifications whose id the connection had already processed (dropped by it).
     pub duplicates: u64,
+    /// Events that arrived again on a connection under another id.
+    pub repeated: u64,
+    /// Notifications whose id was not newer than the connection's last one.
+    pub out_of_order: u64,
+    /// Events that arrived on at least one connection of their user.
+    pub events_delivered: u64,
+    /// How sockets reopened with `since` were answered.
+    pub resumes: crate::sockets::Resumes,
     /// This run's events that arrived on another user's connection.
     pub misrouted: u64,
     /// Text frames that were not this run's notifications.
@@ -134,6 +147,25 @@ pub(crate) struct Server {
     pub cpu_seconds_opening: Option<f64>,
     /// CPU seconds the server used from the first measured event to the end of the drain.
     pub cpu_seconds_measured: Option<f64>,
+    /// `cpu_seconds_measured` per event delivered, in µs.
+    pub cpu_us_per_event: Option<f64>,
+    /// `cpu_seconds_measured` per copy received, in µs.
+    pub cpu_us_per_copy: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RedisUse {
+    pub address: String,
+    pub pid: u32,
+    /// `used_memory` when the measured events started, and after the drain.
+    pub used_memory_before: u64,
+    pub used_memory_end: u64,
+    /// Growth of `used_memory` per event delivered.
+    pub used_memory_bytes_per_event: Option<f64>,
+    /// CPU seconds Redis used from the first measured event to the end of the drain.
+    pub cpu_seconds_measured: Option<f64>,
+    /// `cpu_seconds_measured` per event delivered, in µs.
+    pub cpu_us_per_event: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +209,7 @@ impl Report {
         reasons(&mut out, "handshake failed", &c.failures);
         reasons(&mut out, "closed before sending", &c.closed_early);
         reasons(&mut out, "dropped during the run", &c.dropped);
+        reasons(&mut out, "ended, reopened with since", &c.resumed_after);
         let _ = writeln!(
             out,
             "  events        {} of {} sent in {:.2} s: {:.1}/s (target {}/s); Kafka failures {}; warm-up {:.2} s",
@@ -185,9 +218,18 @@ impl Report {
         reasons(&mut out, "kafka", &e.failures);
         let _ = writeln!(
             out,
-            "  copies        expected {}, received {}, missing {}, duplicates {}, misrouted {}, foreign {} (drained {:.2} s)",
-            p.expected, p.received, p.missing, p.duplicates, p.misrouted, p.foreign, p.drain_seconds
+            "  copies        expected {}, received {}, missing {}, duplicates by id {}, repeated {}, misrouted {}, foreign {} \
+             (drained {:.2} s)",
+            p.expected, p.received, p.missing, p.duplicates, p.repeated, p.misrouted, p.foreign, p.drain_seconds
         );
+        if p.resumes.resumes > 0 || p.out_of_order > 0 {
+            let r = &p.resumes;
+            let _ = writeln!(
+                out,
+                "  resumes       {} ({} recovered:true, {} recovered:false, {} unanswered), {} missed, {} replayed; {} ids out of order",
+                r.resumes, r.recovered, r.not_recovered, r.unanswered, r.missed, r.replayed, p.out_of_order
+            );
+        }
         match &self.latency_ms {
             Some(l) => {
                 let _ = writeln!(
@@ -226,11 +268,29 @@ impl Report {
                 per
             );
             let seconds = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |value| format!("{value:.2} s"));
+            let micros = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |value| format!("{value:.1} µs"));
             let _ = writeln!(
                 out,
-                "  server cpu    {} while opening connections, {} while sending and draining",
+                "  server cpu    {} while opening connections, {} while sending and draining: {} per event delivered \
+                 ({} events), {} per copy",
                 seconds(s.cpu_seconds_opening),
-                seconds(s.cpu_seconds_measured)
+                seconds(s.cpu_seconds_measured),
+                micros(s.cpu_us_per_event),
+                p.events_delivered,
+                micros(s.cpu_us_per_copy)
+            );
+        }
+        if let Some(r) = &self.redis {
+            let _ = writeln!(
+                out,
+                "  redis         {} (pid {}): used_memory {} → {} bytes, {} bytes per event; cpu {} s, {} µs per event",
+                r.address,
+                r.pid,
+                r.used_memory_before,
+                r.used_memory_end,
+                r.used_memory_bytes_per_event.map_or_else(|| "?".to_owned(), |bytes| format!("{bytes:.1}")),
+                r.cpu_seconds_measured.map_or_else(|| "?".to_owned(), |value| format!("{value:.2}")),
+                r.cpu_us_per_event.map_or_else(|| "?".to_owned(), |value| format!("{value:.1}"))
             );
         }
         let _ = writeln!(
@@ -241,7 +301,7 @@ impl Report {
             self.loadgen.nofile_limit
         );
         let verdict = if self.complete {
-            "complete: every connection held, every expected copy arrived exactly once"
+            "complete: every connection held (or resumed recovered:true), every expected copy arrived exactly once"
         } else {
             "INCOMPLETE: see failed connections, missing or duplicated copies above"
         };

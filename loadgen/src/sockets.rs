@@ -1,139 +1,278 @@
 //! The WebSocket side: one task per connection that opens it, then reads every frame until told to
 //! stop, checking each notification against the tracker.
 //!
-//! The client never sends anything of its own. Reading continuously is what keeps a connection
-//! alive: tungstenite answers the server's pings with pongs as part of reading.
+//! A connection is a resuming client ([`herald_loadgen::resume`]): it remembers the id of the last
+//! notification it processed, and when herald ends its socket for a reason a browser recovers from
+//! (a slow-consumer close, a drain, a dropped network) it reconnects with `?since=<id>`, reads the
+//! `resumed` frame and the replay after it, and drops any id it already processed. It sends nothing
+//! else: reading continuously is what keeps a connection alive (tungstenite answers the server's
+//! pings as part of reading).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use herald_loadgen::wire::{describe_close, describe_error};
+use herald_loadgen::resume::{Cursor, Incoming, Replay, Verdict, read_frame, resume_url};
+use herald_loadgen::wire::{connection_url, describe_close, describe_error};
 
 use crate::tracker::{Seen, Tracker};
 use herald_loadgen::marking::Tag;
+
+/// Wait before reconnecting after a socket ended, doubled after each failed attempt.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Close codes after which a browser does not reconnect: the token or the user is refused
+/// (1008, 4001), the user holds too many sockets (4000), an operator disconnected them (4003).
+const FINAL_CLOSE_CODES: [u16; 4] = [1008, 4000, 4001, 4003];
+
+/// How the sockets of one connection that were opened with `since` were answered.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub(crate) struct Resumes {
+    /// Sockets opened with `since`.
+    pub resumes: u64,
+    pub recovered: u64,
+    pub not_recovered: u64,
+    /// Sum of the `missed` they announced.
+    pub missed: u64,
+    /// Replayed notifications that arrived.
+    pub replayed: u64,
+    /// The first text frame was a notification, not the `resumed` frame.
+    pub unanswered: u64,
+}
+
+impl Resumes {
+    pub(crate) fn add(&mut self, other: &Resumes) {
+        self.resumes += other.resumes;
+        self.recovered += other.recovered;
+        self.not_recovered += other.not_recovered;
+        self.missed += other.missed;
+        self.replayed += other.replayed;
+        self.unanswered += other.unanswered;
+    }
+}
 
 /// What one connection saw, returned when its task ends.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionOutcome {
     pub user: usize,
-    /// Why the handshake failed, if it did.
+    /// Why the first handshake failed, if it did.
     pub failed: Option<String>,
-    /// Why the connection ended before the run stopped it, and when (since the tracker's origin).
+    /// Why the connection ended for good before the run stopped it, and when (since the tracker's
+    /// origin).
     pub ended: Option<(String, Duration)>,
+    /// Sockets that ended and were opened again with `since`: why, and when.
+    pub resumed_after: Vec<(String, Duration)>,
     /// Which of its user's events arrived (bit `seq / users`).
     pub seen: Seen,
     /// Distinct events of its user that arrived.
     pub distinct: u64,
-    /// Further copies of an event that had already arrived on this connection.
+    /// Notifications whose id this connection had already processed (dropped).
     pub duplicates: u64,
+    /// Events of its user that arrived again under another id.
+    pub repeated: u64,
+    /// Notifications whose id was not newer than the last one.
+    pub out_of_order: u64,
     /// This run's events addressed to another user.
     pub misrouted: u64,
     /// Text frames that are not this run's notifications (other events, other runs, pongs).
     pub foreign: u64,
+    pub resumes: Resumes,
 }
 
 /// How a connection is opened.
 pub(crate) struct Dial {
     pub gate: Arc<Semaphore>,
     pub timeout: Duration,
-    /// Receives `Ok` or the failure once the handshake is over.
+    /// Receives `Ok` or the failure once the first handshake is over.
     pub handshakes: mpsc::UnboundedSender<Result<(), String>>,
     pub stop: CancellationToken,
     pub notification: Arc<str>,
     /// tungstenite's read buffer per connection. Its default, 128 KiB, is zero-filled on the first
     /// read and so costs 128 KiB of memory per connection; notifications are a few hundred bytes.
     pub read_buffer_bytes: usize,
+    /// Reconnect with `since` when a socket ends (else a socket that ends stays closed).
+    pub resume: bool,
 }
 
-#[derive(Deserialize)]
-struct Frame {
-    event: Option<String>,
-    data: Option<FrameData>,
-}
-
-#[derive(Deserialize)]
-struct FrameData {
-    class_id: Option<String>,
-}
-
-/// Opens one connection for `user` and reads it until `dial.stop` is cancelled or it ends.
-pub(crate) async fn connection(user: usize, url: String, tracker: Arc<Tracker>, dial: Arc<Dial>) -> ConnectionOutcome {
+/// Opens one connection for `user` at `url` (without a token: `token` is added to each attempt)
+/// and reads it, reconnecting with `since` when it ends, until `dial.stop` is cancelled or it ends
+/// for good.
+pub(crate) async fn connection(
+    user: usize,
+    url: String,
+    token: String,
+    tracker: Arc<Tracker>,
+    dial: Arc<Dial>,
+) -> ConnectionOutcome {
     let mut outcome = ConnectionOutcome { user, ..ConnectionOutcome::default() };
-    let opened = {
-        let _permit = dial.gate.acquire().await;
-        let config = WebSocketConfig::default().read_buffer_size(dial.read_buffer_bytes);
-        let handshake = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
-        match tokio::time::timeout(dial.timeout, handshake).await {
-            Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(error)) => Err(describe_error(&error)),
-            Err(_) => Err(format!("handshake took longer than {:.1} s", dial.timeout.as_secs_f64())),
+    let mut cursor = Cursor::default();
+    let mut opened_once = false;
+    let mut failures: u32 = 0;
+    loop {
+        let since = cursor.since().map(str::to_owned);
+        let target = connection_url(&resume_url(&url, since.as_deref()), &token);
+        let opened = {
+            let _permit = dial.gate.acquire().await;
+            let config = WebSocketConfig::default().read_buffer_size(dial.read_buffer_bytes);
+            let handshake = tokio_tungstenite::connect_async_with_config(target.as_str(), Some(config), true);
+            tokio::select! {
+                () = dial.stop.cancelled() => return outcome,
+                result = tokio::time::timeout(dial.timeout, handshake) => match result {
+                    Ok(Ok((socket, _response))) => Ok(socket),
+                    Ok(Err(error)) => Err(describe_error(&error)),
+                    Err(_) => Err(format!("handshake took longer than {:.1} s", dial.timeout.as_secs_f64())),
+                },
+            }
+        };
+        let socket = match opened {
+            Ok(socket) => socket,
+            Err(why) if !opened_once => {
+                let _ = dial.handshakes.send(Err(why.clone()));
+                outcome.failed = Some(why);
+                return outcome;
+            }
+            Err(why) => {
+                failures = failures.saturating_add(1);
+                if failures > 5 {
+                    outcome.ended = Some((format!("reconnecting failed 5 times: {why}"), tracker.elapsed()));
+                    return outcome;
+                }
+                if !pause(failures, &dial.stop).await {
+                    return outcome;
+                }
+                continue;
+            }
+        };
+        if !opened_once {
+            opened_once = true;
+            let _ = dial.handshakes.send(Ok(()));
         }
-    };
-    let mut socket = match opened {
-        Ok(socket) => socket,
-        Err(why) => {
-            let _ = dial.handshakes.send(Err(why.clone()));
-            outcome.failed = Some(why);
+        failures = 0;
+        tracker.connection_opened(user);
+        let ended = read(socket, since.is_some(), user, &mut cursor, &mut outcome, &tracker, &dial).await;
+        tracker.connection_closed(user);
+        let Some((why, code)) = ended else { return outcome };
+        let at = tracker.elapsed();
+        if !dial.resume || code.is_some_and(|code| FINAL_CLOSE_CODES.contains(&code)) {
+            outcome.ended = Some((why, at));
             return outcome;
         }
-    };
-    tracker.connection_opened(user);
-    let _ = dial.handshakes.send(Ok(()));
+        outcome.resumed_after.push((why, at));
+        if !pause(0, &dial.stop).await {
+            return outcome;
+        }
+    }
+}
+
+/// Waits before the next attempt; false when the run stopped meanwhile.
+async fn pause(failures: u32, stop: &CancellationToken) -> bool {
+    let wait = FIRST_BACKOFF.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF);
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// Reads one socket until the run stops (`None`) or it ends: why, and the close code if any.
+async fn read<S>(
+    mut socket: S,
+    with_since: bool,
+    user: usize,
+    cursor: &mut Cursor,
+    outcome: &mut ConnectionOutcome,
+    tracker: &Tracker,
+    dial: &Dial,
+) -> Option<(String, Option<u16>)>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + futures_util::Sink<Message>
+        + Unpin,
+{
     let users = tracker.marking.users();
+    let mut replay = Replay::opened(with_since);
     let ended = loop {
         let frame = tokio::select! {
             () = dial.stop.cancelled() => {
                 // Closing is a courtesy to the server; do not let a stuck one hold up the report.
-                let _ = tokio::time::timeout(Duration::from_secs(5), socket.close(None)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::SinkExt::close(&mut socket)).await;
                 break None;
             }
             frame = socket.next() => frame,
         };
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
-                    outcome.foreign += 1;
-                    continue;
-                };
-                let class_id = frame.data.and_then(|data| data.class_id);
-                let tag = match (&frame.event, &class_id) {
-                    (Some(event), Some(class_id)) if **event == *dial.notification => {
-                        tracker.marking.classify(class_id)
-                    }
-                    _ => Tag::Foreign,
-                };
-                match tag {
-                    Tag::Event(seq) if tracker.marking.user_of(seq) != user => outcome.misrouted += 1,
-                    Tag::Event(seq) => {
-                        if outcome.seen.insert((seq / users as u64) as usize) {
-                            outcome.distinct += 1;
-                            tracker.record_receipt(seq);
-                        } else {
-                            outcome.duplicates += 1;
-                        }
-                    }
-                    Tag::Warmup(slot) => tracker.see_warmup(slot),
-                    Tag::Foreign => outcome.foreign += 1,
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                break Some((describe_close(frame.as_ref()), frame.as_ref().map(|frame| u16::from(frame.code))));
+            }
+            // Pings are answered by tungstenite itself; binary frames are not part of the contract.
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break Some((describe_error(&error), None)),
+            None => break Some(("connection ended without a close frame".to_owned(), None)),
+        };
+        let incoming = read_frame(&text);
+        let replayed = replay.step(&incoming);
+        outcome.resumes.replayed += u64::from(replayed);
+        let Incoming::Notification { id, event, class_id } = incoming else {
+            if !matches!(incoming, Incoming::Resumed { .. }) {
+                outcome.foreign += 1;
+            }
+            continue;
+        };
+        let tag = match &class_id {
+            Some(class_id) if *event == *dial.notification => tracker.marking.classify(class_id),
+            _ => Tag::Foreign,
+        };
+        if let Tag::Event(seq) = tag
+            && tracker.marking.user_of(seq) != user
+        {
+            outcome.misrouted += 1;
+            continue;
+        }
+        match id.as_deref().map(|id| cursor.accept(id)) {
+            Some(Verdict::Duplicate) => {
+                outcome.duplicates += 1;
+                continue;
+            }
+            Some(Verdict::OutOfOrder) => outcome.out_of_order += 1,
+            Some(Verdict::Fresh) | None => {}
+        }
+        match tag {
+            Tag::Event(seq) => {
+                if outcome.seen.insert((seq / users as u64) as usize) {
+                    outcome.distinct += 1;
+                    tracker.record_receipt(seq);
+                } else {
+                    outcome.repeated += 1;
                 }
             }
-            Some(Ok(Message::Close(frame))) => break Some(describe_close(frame.as_ref())),
-            // Pings are answered by tungstenite itself; binary frames are not part of the contract.
-            Some(Ok(_)) => {}
-            Some(Err(error)) => break Some(describe_error(&error)),
-            None => break Some("connection ended without a close frame".to_owned()),
+            Tag::Warmup(slot) => tracker.see_warmup(slot),
+            Tag::Foreign => outcome.foreign += 1,
         }
     };
-    tracker.connection_closed(user);
-    outcome.ended = ended.map(|why| (why, tracker.elapsed()));
-    outcome
+    if with_since {
+        outcome.resumes.resumes += 1;
+        match replay.answer() {
+            Some((true, missed)) => {
+                outcome.resumes.recovered += 1;
+                outcome.resumes.missed += missed;
+            }
+            Some((false, missed)) => {
+                outcome.resumes.not_recovered += 1;
+                outcome.resumes.missed += missed;
+            }
+            None => {}
+        }
+        outcome.resumes.unanswered += u64::from(replay == Replay::Unanswered);
+    }
+    ended
 }
 
 /// Counts equal strings.

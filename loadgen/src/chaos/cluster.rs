@@ -1,9 +1,10 @@
 //! The processes of a run: one Redis and up to three herald instances, all children of this
 //! process (so `scripts/chaos.sh`'s timeout, which signals the whole process group, ends them too).
 //!
-//! Redis is started in the foreground (`--daemonize no`) on a free loopback port with no
-//! persistence, so that a restart really loses its state, as a Redis restarted without persistence
-//! does. Signals other than SIGKILL are sent with the `kill` utility (the workspace forbids the
+//! Redis is started in the foreground (`--daemonize no`) on a free loopback port, either with an
+//! append-only file (the default: a restart keeps history and dedupe marks, as a deployment that
+//! relies on history must configure it) or with no persistence at all (a restart really loses its
+//! state). Signals other than SIGKILL are sent with the `kill` utility (the workspace forbids the
 //! `unsafe` a direct `kill(2)` would need).
 
 use std::fs::{File, OpenOptions};
@@ -14,6 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::balancer;
+use crate::options::Persistence;
 
 /// How herald instances are started.
 pub(crate) struct HeraldSetup {
@@ -27,6 +29,7 @@ pub(crate) struct HeraldSetup {
 pub(crate) struct Cluster {
     out: PathBuf,
     redis_binary: PathBuf,
+    redis_persistence: Persistence,
     pub redis_port: u16,
     redis: Option<Child>,
     herald: HeraldSetup,
@@ -92,6 +95,7 @@ impl Cluster {
     pub(crate) fn new(
         out: &Path,
         redis_binary: PathBuf,
+        redis_persistence: Persistence,
         redis_port: u16,
         herald: HeraldSetup,
         instances: usize,
@@ -99,6 +103,7 @@ impl Cluster {
         Ok(Cluster {
             out: out.to_owned(),
             redis_binary,
+            redis_persistence,
             redis_port,
             redis: None,
             herald,
@@ -112,8 +117,15 @@ impl Cluster {
     /// Starts Redis and waits until it answers PING.
     pub(crate) fn start_redis(&mut self) -> Result<(), String> {
         let log = log_file(&self.out.join("redis.log"))?;
+        // No RDB snapshots either way: with the append-only file, every write is logged (fsync every
+        // second, and in full on SIGTERM), which is what keeps history across a restart.
+        let appendonly = match self.redis_persistence {
+            Persistence::Aof => ["--appendonly", "yes", "--appendfsync", "everysec"],
+            Persistence::None => ["--appendonly", "no", "--appendfsync", "everysec"],
+        };
         let child = Command::new(&self.redis_binary)
-            .args(["--port", &self.redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.redis_port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(appendonly)
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .arg("--dir")
             .arg(&self.out)
@@ -145,12 +157,17 @@ impl Cluster {
         stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
     }
 
-    /// Stops Redis (SIGTERM; it saves nothing) and starts a new, empty one on the same port.
+    /// Stops Redis (SIGTERM: with the append-only file it flushes it; without, it saves nothing)
+    /// and starts it again on the same port (from that file, or empty).
     pub(crate) fn restart_redis(&mut self) -> Result<(), String> {
         if let Some(mut redis) = self.redis.take() {
             stop(&mut redis, Duration::from_secs(10));
         }
         self.start_redis()
+    }
+
+    pub(crate) fn redis_persistence(&self) -> Persistence {
+        self.redis_persistence
     }
 
     fn redis_pid(&self) -> Result<u32, String> {

@@ -15,6 +15,7 @@ use crate::balancer::Balancer;
 use crate::cluster::Cluster;
 use crate::kafka::{Kafka, Landed};
 use crate::ledger::Ledger;
+use crate::options::Persistence;
 
 /// The instance that is SIGKILLed and restarted.
 pub(crate) const KILLED_INSTANCE: usize = 1;
@@ -36,7 +37,8 @@ const READY_LIMIT: Duration = Duration::from_secs(60);
 pub(crate) enum FaultKind {
     /// SIGKILL one herald instance, restart it 2 s later.
     Kill,
-    /// Stop Redis and start an empty one on the same port.
+    /// Stop Redis (SIGTERM) and start it again on the same port: from its append-only file, or
+    /// empty with `--redis-persistence none`.
     RedisRestart,
     /// SIGSTOP Redis for 5 s, then SIGCONT.
     RedisPause,
@@ -165,7 +167,12 @@ impl Injector {
             }
             FaultKind::RedisRestart => {
                 tokio::task::block_in_place(|| self.cluster.restart_redis())?;
-                "Redis stopped and started again, empty".to_owned()
+                match self.cluster.redis_persistence() {
+                    Persistence::Aof => {
+                        "Redis stopped (SIGTERM) and started again from its append-only file".to_owned()
+                    }
+                    Persistence::None => "Redis stopped (SIGTERM) and started again, empty (no persistence)".to_owned(),
+                }
             }
             FaultKind::RedisPause => {
                 self.cluster.pause_redis()?;

@@ -45,7 +45,7 @@ use crate::cluster::{Cluster, HeraldSetup};
 use crate::faults::{Fault, FaultKind, Injector, Poison};
 use crate::kafka::Kafka;
 use crate::ledger::Ledger;
-use crate::options::Options;
+use crate::options::{Options, Persistence};
 use crate::report::{Reckoning, Rules};
 use crate::tabs::{TabRecord, Tabs};
 
@@ -231,7 +231,8 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
     herald_args.extend(options.herald_args.iter().cloned());
     let setup =
         HeraldSetup { binary: options.herald.clone(), args: herald_args, log_level: options.herald_log.clone() };
-    let mut cluster = Cluster::new(&options.out, options.redis_server.clone(), redis_port, setup, 3)?;
+    let mut cluster =
+        Cluster::new(&options.out, options.redis_server.clone(), options.redis_persistence, redis_port, setup, 3)?;
     cluster.start_redis()?;
     progress(&format!(
         "Redis on port {redis_port}; starting herald-0 and herald-1 on ports {:?}",
@@ -410,6 +411,7 @@ async fn run_on_topics(options: &Options, names: &Names, kafka: &Arc<Kafka>) -> 
         resume_limit_ns: Duration::from_secs_f64(options.resume_limit).as_nanos() as u64,
         assert_no_loss: options.assert_no_loss,
         assert_no_duplicates: options.assert_no_duplicates,
+        history_persists: options.redis_persistence == Persistence::Aof,
     };
     let observed = report::Observed {
         ledger: &ledger,

@@ -8,14 +8,26 @@
 //!   Windows: before the first fault; from each fault's start to the next fault's start; the last
 //!   fault's from its start to its end plus the settling time; "after the last fault" from there to
 //!   the end of producing.
-//! - Every tab of the addressed user expects every notification Kafka took. **Lost**: it never
-//!   arrived on any socket of that tab. Each loss is one of: **while disconnected** (no socket of
-//!   the tab had been open for at least the connection margin when it was produced: the tab was
+//! - Every tab of the addressed user expects every notification Kafka took. A tab resumes: each
+//!   socket after the first is opened with the id of the last notification the tab processed, and
+//!   herald replays what it missed. **Lost** (after resume): it never arrived on any socket of
+//!   that tab, live or replayed. Each loss is one of: **while disconnected** (no socket of the tab
+//!   had been open for at least the connection margin when it was produced: the tab was
 //!   reconnecting), **socket dropped** (a socket was connected when it was produced, and ended
 //!   before it arrived), **socket held** (a socket was connected when it was produced and stayed
-//!   open to the end of the run, and it never arrived). The last two are losses on a connected tab.
-//! - **Duplicated**: a notification whose `id` had already arrived on the same socket.
+//!   open to the end of the run, and it never arrived). The last two are losses on a connected
+//!   tab. Independently, a loss is **declared** when a later socket of the tab (opened after the
+//!   notification was produced) was answered `recovered:false`: herald told the tab it could not
+//!   prove nothing was missing, so the browser refreshes from the platform's APIs. Any other loss
+//!   is **silent**.
+//! - **Duplicated**: a notification whose `id` the tab had already processed (on any of its
+//!   sockets); the tab drops it. **Repeated**: a notification of an event the tab had already
+//!   received under another id (herald notified the same event twice).
 //! - **Misrouted**: a notification of this run addressed to another user.
+//! - **Resumes**, by the window in which the socket opened: how many sockets were opened with
+//!   `since`, how many were answered `recovered:true` and `recovered:false`, the `missed` they
+//!   announced and the replayed notifications that arrived. A socket opened with `since` whose first
+//!   text frame is a notification rather than the `resumed` frame is **unanswered**.
 //! - **Resume** after a fault: for every partition of the topic, the time from the fault's end to
 //!   the first delivery (on any tab) of a notification of that partition produced after the end;
 //!   the slowest partition is the fault's figure ("never" if a partition never delivered again).
@@ -26,10 +38,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::faults::{Fault, Poison};
+use crate::faults::{Fault, FaultKind, Poison};
 use crate::kafka::DeadLetter;
 use crate::ledger::{Ledger, seconds};
-use crate::tabs::TabRecord;
+use crate::tabs::{SocketRecord, TabRecord};
 
 /// What the assertions need besides the records.
 pub(crate) struct Rules {
@@ -42,6 +54,9 @@ pub(crate) struct Rules {
     pub resume_limit_ns: u64,
     pub assert_no_loss: bool,
     pub assert_no_duplicates: bool,
+    /// The run's Redis keeps its data across its restart (append-only file), so history survives
+    /// every fault and no resume may be answered `recovered:false`.
+    pub history_persists: bool,
 }
 
 /// Counts of one window, one tab.
@@ -53,8 +68,16 @@ pub(crate) struct Counts {
     pub lost_while_disconnected: u64,
     pub lost_as_socket_dropped: u64,
     pub lost_on_held_socket: u64,
+    /// Lost, but a later resume of the tab was answered `recovered:false`.
+    pub lost_declared: u64,
     pub duplicated: u64,
+    pub repeated: u64,
     pub misrouted: u64,
+    /// Sockets of the tab opened with `since` in the window, and how many were answered
+    /// `recovered:true` and `recovered:false`.
+    pub resumes: u64,
+    pub recovered: u64,
+    pub not_recovered: u64,
 }
 
 impl Counts {
@@ -65,13 +88,75 @@ impl Counts {
         self.lost_while_disconnected += other.lost_while_disconnected;
         self.lost_as_socket_dropped += other.lost_as_socket_dropped;
         self.lost_on_held_socket += other.lost_on_held_socket;
+        self.lost_declared += other.lost_declared;
         self.duplicated += other.duplicated;
+        self.repeated += other.repeated;
         self.misrouted += other.misrouted;
+        self.resumes += other.resumes;
+        self.recovered += other.recovered;
+        self.not_recovered += other.not_recovered;
     }
 
     pub(crate) fn lost_connected(&self) -> u64 {
         self.lost - self.lost_while_disconnected
     }
+
+    /// Lost with no `recovered:false` to tell the tab.
+    pub(crate) fn lost_silent(&self) -> u64 {
+        self.lost - self.lost_declared
+    }
+}
+
+/// Sockets opened with `since` in one window, and how herald answered them.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub(crate) struct Resumes {
+    /// Sockets opened with `since`.
+    pub resumes: u64,
+    pub recovered: u64,
+    pub not_recovered: u64,
+    /// Sum of `missed` of the `resumed` frames.
+    pub missed: u64,
+    /// Replayed notifications that arrived.
+    pub replayed: u64,
+    /// The first text frame was not the `resumed` frame.
+    pub unanswered: u64,
+}
+
+impl Resumes {
+    fn add(&mut self, socket: &SocketRecord) {
+        let Some(resume) = &socket.resume else { return };
+        self.resumes += 1;
+        match resume.answer {
+            Some((true, missed)) => {
+                self.recovered += 1;
+                self.missed += missed;
+            }
+            Some((false, missed)) => {
+                self.not_recovered += 1;
+                self.missed += missed;
+            }
+            None => {}
+        }
+        self.replayed += resume.replayed;
+        self.unanswered += u64::from(resume.unanswered);
+    }
+}
+
+/// One resume answered `recovered:false`: when, where and why (its window).
+#[derive(Debug, Serialize)]
+pub(crate) struct NotRecovered {
+    pub user: usize,
+    pub tab: usize,
+    pub instance: usize,
+    /// Seconds since producing began at which the socket opened.
+    pub at_seconds: f64,
+    /// The window it opened in: the fault that caused it, usually.
+    pub window: String,
+    pub since: String,
+    pub missed: u64,
+    /// Whether the run's Redis had been restarted before (its history lost, when it does not
+    /// persist).
+    pub after_redis_restart: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,6 +173,8 @@ pub(crate) struct Window {
     /// Notifications lost on at least one tab, by the partition they were produced to (a
     /// partition that stopped shows here).
     pub lost_by_partition: BTreeMap<i32, u64>,
+    /// Sockets opened with `since` in the window, and how they were answered.
+    pub resumes: Resumes,
     /// Every tab with anything to report: (user, tab, counts).
     #[serde(skip)]
     pub tabs: Vec<(usize, usize, Counts)>,
@@ -131,6 +218,14 @@ pub(crate) struct Reckoning {
     /// Dead-letter records that name no poison record as their source, by reason.
     pub other_dead_letters: BTreeMap<String, u64>,
     pub misrouted_warmups: u64,
+    /// Every resume answered `recovered:false`.
+    pub not_recovered: Vec<NotRecovered>,
+    /// Sockets opened with `since` before producing began (warm-up), and how they were answered.
+    pub resumes_before_producing: Resumes,
+    /// Notifications of any kind (warm-up ones too) whose id the tab had already processed.
+    pub duplicate_ids: u64,
+    /// Notifications whose id was not newer than the tab's last one.
+    pub out_of_order: u64,
     pub reconnections: u64,
     /// Why sockets ended during the run, by reason.
     pub socket_ends: BTreeMap<String, u64>,
@@ -175,10 +270,10 @@ pub(crate) struct Observed<'a> {
 pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
     let Observed { ledger, tabs, producing_from, faults, poisons, dead_letters, poison_topic } = *observed;
     let bounds = window_bounds(producing_from, faults, rules.settle_ns);
-    let window_of = |seq: u64| -> Option<usize> {
-        let sent = ledger.sent_at(seq)?;
-        bounds.iter().position(|(_, from, to)| sent >= *from && to.is_none_or(|to| sent < to))
+    let window_at = |at: u64| -> Option<usize> {
+        bounds.iter().position(|(_, from, to)| at >= *from && to.is_none_or(|to| at < to))
     };
+    let window_of = |seq: u64| -> Option<usize> { window_at(ledger.sent_at(seq)?) };
     let events_of_window: Vec<u64> = {
         let mut counts = vec![0; bounds.len()];
         for seq in (0..ledger.marking.events()).filter(|seq| ledger.expected(*seq)) {
@@ -191,6 +286,8 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
     let users = ledger.marking.users();
     let mut lost_by_partition: Vec<BTreeMap<i32, BTreeSet<u64>>> = vec![BTreeMap::new(); bounds.len()];
     let mut per_window_tabs: Vec<Vec<(usize, usize, Counts)>> = vec![Vec::new(); bounds.len()];
+    let mut resumes = vec![Resumes::default(); bounds.len()];
+    let mut resumes_before_producing = Resumes::default();
     for tab in tabs {
         let mut counts = vec![Counts::default(); bounds.len()];
         let received: BTreeSet<u64> =
@@ -206,6 +303,9 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
             } else {
                 counts[window].lost += 1;
                 lost_by_partition[window].entry(ledger.partition(seq).unwrap_or(-1)).or_default().insert(seq);
+                if tab.sockets.iter().any(|socket| socket.opened_ns >= sent && socket.recovered() == Some(false)) {
+                    counts[window].lost_declared += 1;
+                }
                 let connected: Vec<_> =
                     tab.sockets.iter().filter(|socket| socket.connected_at(sent, rules.margin_ns)).collect();
                 if connected.is_empty() {
@@ -223,10 +323,26 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
                     counts[window].duplicated += 1;
                 }
             }
+            for seq in &socket.repeated {
+                if let Some(window) = window_of(*seq) {
+                    counts[window].repeated += 1;
+                }
+            }
             for seq in &socket.misrouted {
                 if let Some(window) = window_of(*seq) {
                     counts[window].misrouted += 1;
                 }
+            }
+            match window_at(socket.opened_ns) {
+                Some(window) => {
+                    resumes[window].add(socket);
+                    if socket.resume.is_some() {
+                        counts[window].resumes += 1;
+                        counts[window].recovered += u64::from(socket.recovered() == Some(true));
+                        counts[window].not_recovered += u64::from(socket.recovered() == Some(false));
+                    }
+                }
+                None => resumes_before_producing.add(socket),
             }
         }
         for (window, counts) in counts.into_iter().enumerate() {
@@ -254,6 +370,7 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
                     .map(|(partition, lost)| (*partition, lost.len() as u64))
                     .collect(),
                 totals,
+                resumes: resumes[index],
                 tabs,
                 after_last_fault: index == last_fault_window,
             }
@@ -299,6 +416,28 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
         }
     }
     let misrouted_warmups = tabs.iter().flat_map(|tab| &tab.sockets).map(|socket| socket.misrouted_warmups).sum();
+    let duplicate_ids = tabs.iter().flat_map(|tab| &tab.sockets).map(|socket| socket.duplicate_ids).sum();
+    let out_of_order = tabs.iter().flat_map(|tab| &tab.sockets).map(|socket| socket.out_of_order).sum();
+    let redis_restarted = faults.iter().find(|fault| fault.kind == FaultKind::RedisRestart).map(|fault| fault.start_ns);
+    let not_recovered: Vec<NotRecovered> = tabs
+        .iter()
+        .flat_map(|tab| tab.sockets.iter().map(move |socket| (tab, socket)))
+        .filter_map(|(tab, socket)| {
+            let resume = socket.resume.as_ref()?;
+            let (false, missed) = resume.answer? else { return None };
+            Some(NotRecovered {
+                user: tab.user,
+                tab: tab.tab,
+                instance: socket.instance,
+                at_seconds: seconds(socket.opened_ns.saturating_sub(producing_from)),
+                window: window_at(socket.opened_ns)
+                    .map_or_else(|| "before producing".to_owned(), |window| bounds[window].0.clone()),
+                since: resume.since.clone(),
+                missed,
+                after_redis_restart: redis_restarted.is_some_and(|restarted| socket.opened_ns >= restarted),
+            })
+        })
+        .collect();
     let production_failures = (0..ledger.marking.events())
         .filter(|seq| ledger.sent_at(*seq).is_some() && !ledger.expected(*seq))
         .count() as u64;
@@ -309,6 +448,10 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
         poison,
         other_dead_letters,
         misrouted_warmups,
+        not_recovered,
+        resumes_before_producing,
+        duplicate_ids,
+        out_of_order,
         reconnections,
         socket_ends,
         failed_handshakes,
@@ -419,21 +562,105 @@ fn assertions(reckoning: &Reckoning, rules: &Rules) -> Vec<Assertion> {
         });
     }
     if rules.assert_no_loss {
-        let lost: u64 = reckoning.windows.iter().map(|window| window.totals.lost).sum();
-        assertions.push(Assertion {
-            name: "0 lost in every window (--assert-no-loss)".into(),
-            passed: lost == 0,
-            detail: format!("{lost} lost"),
-        });
+        assertions.extend(loss_assertions(reckoning, rules));
     }
     if rules.assert_no_duplicates {
         let duplicated: u64 = reckoning.windows.iter().map(|window| window.totals.duplicated).sum();
         assertions.push(Assertion {
-            name: "0 duplicated in every window (--assert-no-duplicates)".into(),
-            passed: duplicated == 0,
-            detail: format!("{duplicated} duplicated"),
+            name: "0 duplicates by id on every tab (--assert-no-duplicates)".into(),
+            passed: reckoning.duplicate_ids == 0,
+            detail: format!(
+                "{} notifications whose id the tab had already processed ({duplicated} of them counted events)",
+                reckoning.duplicate_ids
+            ),
+        });
+        let repeated: u64 = reckoning.windows.iter().map(|window| window.totals.repeated).sum();
+        if rules.history_persists {
+            // Dedupe marks live in the same Redis as history: when it keeps its data, no event may be
+            // notified twice, under any id.
+            assertions.push(Assertion {
+                name: "no event notified twice under another id (--assert-no-duplicates; Redis keeps its data)".into(),
+                passed: repeated == 0,
+                detail: format!("{repeated} copies of events a tab had already received under another id"),
+            });
+        }
+    }
+    assertions
+}
+
+/// With `--assert-no-loss`: 0 lost after resume on every tab in every window, every resume
+/// answered as the contract says, and `recovered:false` only where the history was really lost.
+fn loss_assertions(reckoning: &Reckoning, rules: &Rules) -> Vec<Assertion> {
+    let mut assertions = Vec::new();
+    let mut totals = Counts::default();
+    let mut resumes = reckoning.resumes_before_producing;
+    for window in &reckoning.windows {
+        totals.add(&window.totals);
+        resumes.resumes += window.resumes.resumes;
+        resumes.recovered += window.resumes.recovered;
+        resumes.not_recovered += window.resumes.not_recovered;
+        resumes.unanswered += window.resumes.unanswered;
+    }
+    let losing: Vec<String> = reckoning
+        .windows
+        .iter()
+        .filter(|window| window.totals.lost > 0)
+        .map(|window| format!("{}: {} ({} declared)", window.name, window.totals.lost, window.totals.lost_declared))
+        .collect();
+    let by_window = if losing.is_empty() { String::new() } else { format!("; {}", losing.join(", ")) };
+    if rules.history_persists {
+        assertions.push(Assertion {
+            name: "0 lost after resume on every tab, in every window (--assert-no-loss; history survives every fault)"
+                .into(),
+            passed: totals.lost == 0,
+            detail: format!(
+                "{} lost: {} silent, {} declared by recovered:false{by_window}",
+                totals.lost,
+                totals.lost_silent(),
+                totals.lost_declared
+            ),
+        });
+    } else {
+        assertions.push(Assertion {
+            name: "0 lost after resume on every tab, in every window, but what a recovered:false declared \
+                   (--assert-no-loss; Redis without persistence)"
+                .into(),
+            passed: totals.lost_silent() == 0,
+            detail: format!(
+                "{} silent, {} declared by recovered:false (counted, not silent){by_window}",
+                totals.lost_silent(),
+                totals.lost_declared
+            ),
         });
     }
+    assertions.push(Assertion {
+        name: "every resume answered first by one resumed frame".into(),
+        passed: resumes.unanswered == 0,
+        detail: format!(
+            "{} resumes ({} recovered:true, {} recovered:false); {} sockets opened with since got a notification \
+             before any resumed frame",
+            resumes.resumes, resumes.recovered, resumes.not_recovered, resumes.unanswered
+        ),
+    });
+    let unexpected: Vec<&NotRecovered> =
+        reckoning.not_recovered.iter().filter(|resume| rules.history_persists || !resume.after_redis_restart).collect();
+    let mut windows: BTreeMap<&str, u64> = BTreeMap::new();
+    for resume in &unexpected {
+        *windows.entry(resume.window.as_str()).or_insert(0) += 1;
+    }
+    assertions.push(Assertion {
+        name: if rules.history_persists {
+            "every resume recovered:true (Redis keeps history across its restart)".into()
+        } else {
+            "recovered:false only after the Redis restart lost the history".into()
+        },
+        passed: unexpected.is_empty(),
+        detail: if unexpected.is_empty() {
+            format!("{} recovered:false, each after the history was lost", reckoning.not_recovered.len())
+        } else {
+            format!("{} recovered:false where history was kept, by window: {windows:?}", unexpected.len())
+        },
+    });
     assertions
 }
 
@@ -457,7 +684,7 @@ impl Reckoning {
         let _ = writeln!(out, "\nper window (a notification belongs to the window it was produced in):");
         let _ = writeln!(
             out,
-            "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>11} {:>10} {:>9}",
+            "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>8} {:>11} {:>10} {:>8} {:>9}",
             "window",
             "seconds",
             "produced",
@@ -466,8 +693,10 @@ impl Reckoning {
             "disconnected",
             "dropped",
             "held",
+            "declared",
             "tabs losing",
             "duplicated",
+            "repeated",
             "misrouted"
         );
         for window in &self.windows {
@@ -477,7 +706,7 @@ impl Reckoning {
             };
             let _ = writeln!(
                 out,
-                "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>11} {:>10} {:>9}",
+                "  {:<24} {:>12} {:>8} {:>8} {:>7} {:>12} {:>8} {:>6} {:>8} {:>11} {:>10} {:>8} {:>9}",
                 window.name,
                 span,
                 window.notifications,
@@ -486,29 +715,46 @@ impl Reckoning {
                 window.totals.lost_while_disconnected,
                 window.totals.lost_as_socket_dropped,
                 window.totals.lost_on_held_socket,
+                window.totals.lost_declared,
                 window.tabs_losing,
                 window.totals.duplicated,
+                window.totals.repeated,
                 window.totals.misrouted
             );
-            let mut worst: Vec<&(usize, usize, Counts)> = window
-                .tabs
-                .iter()
-                .filter(|(_, _, counts)| counts.lost + counts.duplicated + counts.misrouted > 0)
-                .collect();
-            worst.sort_by_key(|(user, tab, counts)| {
-                (std::cmp::Reverse(counts.lost + counts.duplicated + counts.misrouted), *user, *tab)
-            });
+            let resumes = &window.resumes;
+            if resumes.resumes > 0 {
+                let _ = writeln!(
+                    out,
+                    "      resumes (sockets opened with since in this window): {} — {} recovered:true, {} recovered:false, \
+                     {} missed announced, {} replayed, {} unanswered",
+                    resumes.resumes,
+                    resumes.recovered,
+                    resumes.not_recovered,
+                    resumes.missed,
+                    resumes.replayed,
+                    resumes.unanswered
+                );
+            }
+            let trouble = |counts: &Counts| counts.lost + counts.duplicated + counts.repeated + counts.misrouted;
+            let mut worst: Vec<&(usize, usize, Counts)> =
+                window.tabs.iter().filter(|(_, _, counts)| trouble(counts) > 0).collect();
+            worst.sort_by_key(|(user, tab, counts)| (std::cmp::Reverse(trouble(counts)), *user, *tab));
             for (user, tab, counts) in worst.iter().take(WORST_TABS) {
                 let _ = writeln!(
                     out,
-                    "      user {user:>3} tab {tab}: {} lost ({} disconnected, {} dropped, {} held), {} duplicated, {} misrouted of {}",
+                    "      user {user:>3} tab {tab}: {} lost ({} disconnected, {} dropped, {} held; {} declared), \
+                     {} duplicated, {} repeated, {} misrouted of {}; {} resumes ({} recovered:false)",
                     counts.lost,
                     counts.lost_while_disconnected,
                     counts.lost_as_socket_dropped,
                     counts.lost_on_held_socket,
+                    counts.lost_declared,
                     counts.duplicated,
+                    counts.repeated,
                     counts.misrouted,
-                    counts.expected
+                    counts.expected,
+                    counts.resumes,
+                    counts.not_recovered
                 );
             }
             if worst.len() > WORST_TABS {
@@ -560,6 +806,37 @@ impl Reckoning {
         if !self.other_dead_letters.is_empty() {
             let _ = writeln!(out, "  other dead-letter records: {:?}", self.other_dead_letters);
         }
+        let before = &self.resumes_before_producing;
+        if before.resumes > 0 {
+            let _ = writeln!(
+                out,
+                "\nresumes before producing began: {} — {} recovered:true, {} recovered:false, {} unanswered",
+                before.resumes, before.recovered, before.not_recovered, before.unanswered
+            );
+        }
+        let _ = writeln!(out, "\nrecovered:false resumes: {}", self.not_recovered.len());
+        for resume in self.not_recovered.iter().take(WORST_TABS * 2) {
+            let _ = writeln!(
+                out,
+                "  user {:>3} tab {} on herald-{} at {:.1} s ({}{}): since {}, {} missed sent",
+                resume.user,
+                resume.tab,
+                resume.instance,
+                resume.at_seconds,
+                resume.window,
+                if resume.after_redis_restart { ", after the Redis restart" } else { "" },
+                resume.since,
+                resume.missed
+            );
+        }
+        if self.not_recovered.len() > WORST_TABS * 2 {
+            let _ = writeln!(out, "  … {} more (report.json)", self.not_recovered.len() - WORST_TABS * 2);
+        }
+        let _ = writeln!(
+            out,
+            "ids: {} duplicates by id (dropped by the tabs), {} out of order",
+            self.duplicate_ids, self.out_of_order
+        );
         let _ = writeln!(out, "\nsockets: {} reconnections", self.reconnections);
         for (why, count) in &self.socket_ends {
             let _ = writeln!(out, "  {count:>5} × ended: {why}");
@@ -589,13 +866,15 @@ impl Reckoning {
 
     /// One line per window and tab: `window,user,tab,expected,received,lost,...`.
     pub(crate) fn tabs_csv(&self) -> String {
-        let mut out =
-            String::from("window,user,tab,expected,received,lost,lost_while_disconnected,duplicated,misrouted\n");
+        let mut out = String::from(
+            "window,user,tab,expected,received,lost,lost_while_disconnected,lost_as_socket_dropped,\
+             lost_on_held_socket,lost_declared,duplicated,repeated,misrouted,resumes,recovered,not_recovered\n",
+        );
         for window in &self.windows {
             for (user, tab, counts) in &window.tabs {
                 let _ = writeln!(
                     out,
-                    "{},{user},{tab},{},{},{},{},{},{},{},{}",
+                    "{},{user},{tab},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     window.name,
                     counts.expected,
                     counts.received,
@@ -603,8 +882,13 @@ impl Reckoning {
                     counts.lost_while_disconnected,
                     counts.lost_as_socket_dropped,
                     counts.lost_on_held_socket,
+                    counts.lost_declared,
                     counts.duplicated,
-                    counts.misrouted
+                    counts.repeated,
+                    counts.misrouted,
+                    counts.resumes,
+                    counts.recovered,
+                    counts.not_recovered
                 );
             }
         }
@@ -615,16 +899,19 @@ impl Reckoning {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::FaultKind;
-    use crate::tabs::SocketRecord;
+    use crate::tabs::ResumeRecord;
 
     fn socket(opened_ns: u64, closed: Option<u64>, received: &[u64]) -> SocketRecord {
         SocketRecord {
             instance: 0,
             opened_ns,
             closed: closed.map(|at| (at, "closed by the server: 1012".to_owned())),
+            resume: None,
             received: received.iter().map(|seq| (*seq, 0)).collect(),
             duplicated: Vec::new(),
+            repeated: Vec::new(),
+            duplicate_ids: 0,
+            out_of_order: 0,
             misrouted: Vec::new(),
             misrouted_warmups: 0,
         }
@@ -637,6 +924,7 @@ mod tests {
             resume_limit_ns: 1000,
             assert_no_loss: false,
             assert_no_duplicates: false,
+            history_persists: true,
         }
     }
 
@@ -742,5 +1030,92 @@ mod tests {
         let reckoning = reckon(&observed(&ledger, &[record], &faults, &[poison], &dead_letters), &rules());
         assert!(!reckoning.poison[0].ok);
         assert_eq!(reckoning.other_dead_letters.len(), 0);
+    }
+
+    /// A Redis restart from 200 to 300 (settled at 350). The first socket drops at 250; the second
+    /// opens at 335 with `since` and is answered `recovered:false`: what was produced before it
+    /// opened and never came is declared; the rest must have come.
+    fn after_a_lost_history(answer: (bool, u64), unanswered: bool) -> (Ledger, TabRecord, [Fault; 1]) {
+        let ledger = ledger(&[100, 200, 300, 340, 500, 600], &[105, 0, 0, 345, 505, 605]);
+        let mut resumed = socket(335, None, &[3, 4, 5]);
+        resumed.resume = Some(ResumeRecord { since: "105-0".into(), answer: Some(answer), unanswered, replayed: 0 });
+        let record = tab(vec![socket(0, Some(250), &[0]), resumed]);
+        (ledger, record, [fault(FaultKind::RedisRestart, 200, 300)])
+    }
+
+    fn strict(history_persists: bool) -> Rules {
+        Rules { assert_no_loss: true, assert_no_duplicates: true, history_persists, ..rules() }
+    }
+
+    #[test]
+    fn a_loss_a_recovered_false_declared_is_allowed_only_when_redis_keeps_nothing() {
+        let (ledger, record, faults) = after_a_lost_history((false, 0), false);
+        let records = [record];
+        let reckoning = reckon(&observed(&ledger, &records, &faults, &[], &[]), &strict(false));
+        let window = &reckoning.windows[1];
+        assert_eq!((window.name.as_str(), window.totals.lost, window.totals.lost_declared), ("redis-restart", 2, 2));
+        assert_eq!(window.totals.lost_silent(), 0);
+        assert_eq!(window.resumes, Resumes { resumes: 1, not_recovered: 1, ..Resumes::default() });
+        assert_eq!((window.totals.resumes, window.totals.recovered, window.totals.not_recovered), (1, 0, 1));
+        assert!(
+            reckoning.tabs_csv().contains("redis-restart,0,0,3,1,2,1,1,0,2,0,0,0,1,0,1\n"),
+            "{}",
+            reckoning.tabs_csv()
+        );
+        assert_eq!(reckoning.not_recovered.len(), 1);
+        assert!(reckoning.not_recovered[0].after_redis_restart);
+        assert_eq!(reckoning.not_recovered[0].window, "redis-restart");
+        let failed = |reckoning: &Reckoning| -> Vec<String> {
+            reckoning
+                .assertions
+                .iter()
+                .filter(|assertion| !assertion.passed)
+                .map(|assertion| assertion.name.clone())
+                .collect()
+        };
+        assert!(failed(&reckoning).is_empty(), "{:?}", failed(&reckoning));
+        // With a Redis that keeps its data, the same run fails twice: a loss, and a recovered:false.
+        let reckoning = reckon(&observed(&ledger, &records, &faults, &[], &[]), &strict(true));
+        let failed = failed(&reckoning);
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0].starts_with("0 lost after resume"), "{failed:?}");
+        assert!(failed[1].starts_with("every resume recovered:true"), "{failed:?}");
+    }
+
+    #[test]
+    fn a_silent_loss_or_an_unanswered_resume_fails() {
+        // recovered:true, yet two notifications never came: silent.
+        let (ledger, record, faults) = after_a_lost_history((true, 0), false);
+        let reckoning = reckon(&observed(&ledger, &[record], &faults, &[], &[]), &strict(false));
+        assert_eq!(reckoning.windows[1].totals.lost_silent(), 2);
+        assert!(!reckoning.assertions.iter().find(|assertion| assertion.name.starts_with("0 lost")).unwrap().passed);
+        // A notification before the resumed frame.
+        let (ledger, record, faults) = after_a_lost_history((false, 0), true);
+        let reckoning = reckon(&observed(&ledger, &[record], &faults, &[], &[]), &strict(false));
+        let answered =
+            reckoning.assertions.iter().find(|assertion| assertion.name.starts_with("every resume answered"));
+        assert!(!answered.unwrap().passed);
+    }
+
+    #[test]
+    fn duplicates_by_id_and_repeated_events_are_counted_per_tab() {
+        let ledger = ledger(&[100, 200], &[105, 205]);
+        let mut first = socket(0, Some(150), &[0]);
+        first.duplicate_ids = 1;
+        first.duplicated = vec![0];
+        let mut second = socket(160, None, &[1]);
+        second.repeated = vec![0];
+        let reckoning = reckon(&observed(&ledger, &[tab(vec![first, second])], &[], &[], &[]), &strict(true));
+        assert_eq!((reckoning.windows[0].totals.duplicated, reckoning.windows[0].totals.repeated), (1, 1));
+        assert_eq!(reckoning.duplicate_ids, 1);
+        let failed: Vec<&str> = reckoning
+            .assertions
+            .iter()
+            .filter(|assertion| !assertion.passed)
+            .map(|assertion| assertion.name.as_str())
+            .collect();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0].starts_with("0 duplicates by id"), "{failed:?}");
+        assert!(failed[1].starts_with("no event notified twice"), "{failed:?}");
     }
 }

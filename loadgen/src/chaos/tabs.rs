@@ -1,15 +1,17 @@
 //! The browser tabs: one task per tab that holds a WebSocket to herald, records every frame, and
 //! when the socket ends reconnects through the balancer with backoff, as a browser behind a load
-//! balancer would. A tab never sends anything of its own; tungstenite answers the server's pings
-//! while reading.
+//! balancer would. A tab is a resuming client ([`herald_loadgen::resume`]): it remembers the id of
+//! the last notification it processed, reconnects with `?since=<id>`, reads the `resumed` frame and
+//! the replay after it, and drops (and counts) any id it already processed. It sends nothing else;
+//! tungstenite answers the server's pings while reading.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use herald_loadgen::resume::{Cursor, Incoming, Replay, Verdict, read_frame, resume_url};
 use herald_loadgen::wire::{connection_url, describe_close, describe_error};
-use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -30,6 +32,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// tungstenite's read buffer per socket (its default, 128 KiB, is zero-filled per socket).
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
+/// How one socket opened with `since` was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResumeRecord {
+    /// The id sent as `since`.
+    pub since: String,
+    /// `(recovered, missed)` of the `resumed` frame; `None`: none came (before the socket ended,
+    /// or at all).
+    pub answer: Option<(bool, u64)>,
+    /// The first text frame was a notification, not the `resumed` frame: against the contract.
+    pub unanswered: bool,
+    /// Notifications of the replay that arrived (all `missed` of them, unless the socket ended
+    /// first).
+    pub replayed: u64,
+}
+
 /// One socket of a tab: where, when, and what it saw.
 #[derive(Debug)]
 pub(crate) struct SocketRecord {
@@ -37,10 +54,21 @@ pub(crate) struct SocketRecord {
     pub opened_ns: u64,
     /// When and why it ended before the run stopped it; `None` when it was held to the end.
     pub closed: Option<(u64, String)>,
-    /// Counted events of its user, first copy each, with the time they arrived.
+    /// Present when the socket was opened with `since`.
+    pub resume: Option<ResumeRecord>,
+    /// Counted events of its user the tab had not received before, with the time they arrived.
     pub received: Vec<(u64, u64)>,
-    /// Events whose notification id had already arrived on this socket.
+    /// Counted events whose notification id the tab had already processed (dropped by the tab).
     pub duplicated: Vec<u64>,
+    /// Counted events the tab had already received under another id (a second notification for
+    /// the same event: processed, as a browser would, and counted).
+    pub repeated: Vec<u64>,
+    /// Notifications of any kind whose id the tab had processed before (`duplicated` plus warm-up
+    /// and other notifications).
+    pub duplicate_ids: u64,
+    /// Notifications whose id was not newer than the tab's last one (ids strictly increase per
+    /// user).
+    pub out_of_order: u64,
     /// Counted events addressed to another user.
     pub misrouted: Vec<u64>,
     /// Warm-up events addressed to another user.
@@ -52,6 +80,11 @@ impl SocketRecord {
     /// herald to subscribe it).
     pub(crate) fn connected_at(&self, at: u64, margin: u64) -> bool {
         self.opened_ns.saturating_add(margin) <= at && self.closed.as_ref().is_none_or(|(closed, _)| *closed > at)
+    }
+
+    /// `recovered` of this socket's `resumed` frame.
+    pub(crate) fn recovered(&self) -> Option<bool> {
+        self.resume.as_ref().and_then(|resume| resume.answer).map(|(recovered, _)| recovered)
     }
 }
 
@@ -77,26 +110,25 @@ pub(crate) struct Tabs {
     pub first_open: mpsc::UnboundedSender<usize>,
 }
 
-#[derive(Deserialize)]
-struct Frame {
-    id: Option<String>,
-    event: Option<String>,
-    data: Option<FrameData>,
-}
-
-#[derive(Deserialize)]
-struct FrameData {
-    class_id: Option<String>,
+/// What a tab keeps across its sockets, as a browser tab keeps it in memory.
+#[derive(Debug, Default)]
+struct Memory {
+    cursor: Cursor,
+    /// Counted events received so far.
+    events: HashSet<u64>,
 }
 
 /// Runs one tab of `user` until `tabs.stop`: its first socket goes to `first_instance`, later ones
 /// wherever the balancer says.
 pub(crate) async fn tab(user: usize, tab: usize, first_instance: usize, token: String, tabs: Arc<Tabs>) -> TabRecord {
     let mut record = TabRecord { user, tab, sockets: Vec::new(), failed_handshakes: BTreeMap::new() };
+    let mut memory = Memory::default();
     let mut failures: u32 = 0;
     let mut instance = first_instance;
     while !tabs.stop.is_cancelled() {
-        let url = connection_url(&format!("ws://127.0.0.1:{}/ws", tabs.balancer.port(instance)), &token);
+        let since = memory.cursor.since().map(str::to_owned);
+        let base = format!("ws://127.0.0.1:{}/ws", tabs.balancer.port(instance));
+        let url = connection_url(&resume_url(&base, since.as_deref()), &token);
         let opened = {
             let _permit = tabs.gate.acquire().await;
             let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
@@ -115,7 +147,7 @@ pub(crate) async fn tab(user: usize, tab: usize, first_instance: usize, token: S
                 if record.sockets.is_empty() {
                     let _ = tabs.first_open.send(user);
                 }
-                let socket_record = read(socket, instance, user, &tabs).await;
+                let socket_record = read(socket, instance, user, since, &mut memory, &tabs).await;
                 let dropped = socket_record.closed.is_some();
                 record.sockets.push(socket_record);
                 if !dropped {
@@ -152,24 +184,34 @@ async fn backoff(failures: u32, tab: usize, stop: &CancellationToken) -> bool {
 }
 
 /// Reads one socket until it ends or the run stops.
-async fn read<S>(mut socket: S, instance: usize, user: usize, tabs: &Tabs) -> SocketRecord
+async fn read<S>(
+    mut socket: S,
+    instance: usize,
+    user: usize,
+    since: Option<String>,
+    memory: &mut Memory,
+    tabs: &Tabs,
+) -> SocketRecord
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
         + futures_util::Sink<Message>
         + Unpin,
 {
     let ledger = &tabs.ledger;
+    let mut replay = Replay::opened(since.is_some());
     let mut record = SocketRecord {
         instance,
         opened_ns: ledger.now(),
         closed: None,
+        resume: since.map(|since| ResumeRecord { since, answer: None, unanswered: false, replayed: 0 }),
         received: Vec::new(),
         duplicated: Vec::new(),
+        repeated: Vec::new(),
+        duplicate_ids: 0,
+        out_of_order: 0,
         misrouted: Vec::new(),
         misrouted_warmups: 0,
     };
-    let mut ids: HashSet<String> = HashSet::new();
-    let mut seen: HashSet<u64> = HashSet::new();
     let ended = loop {
         let frame = tokio::select! {
             () = tabs.stop.cancelled() => {
@@ -186,23 +228,50 @@ where
             None => break Some("connection ended without a close frame".to_owned()),
         };
         let at = ledger.now();
-        let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
-        let tag = match (&frame.event, frame.data.as_ref().and_then(|data| data.class_id.as_deref())) {
-            (Some(event), Some(class_id)) if *event == tabs.notification => ledger.marking.classify(class_id),
+        let incoming = read_frame(&text);
+        let replayed = replay.step(&incoming);
+        if let Some(resume) = &mut record.resume {
+            resume.answer = replay.answer();
+            resume.unanswered = replay == Replay::Unanswered;
+            resume.replayed += u64::from(replayed);
+        }
+        let Incoming::Notification { id, event, class_id } = incoming else { continue };
+        let tag = match class_id.as_deref() {
+            Some(class_id) if event == tabs.notification => ledger.marking.classify(class_id),
             _ => Tag::Foreign,
         };
-        match tag {
-            Tag::Event(seq) if ledger.marking.user_of(seq) != user => record.misrouted.push(seq),
-            Tag::Event(seq) => {
-                let repeated_id = frame.id.is_some_and(|id| !ids.insert(id));
-                if repeated_id {
+        if let Tag::Event(seq) = tag
+            && ledger.marking.user_of(seq) != user
+        {
+            record.misrouted.push(seq);
+            continue;
+        }
+        if let Tag::Warmup(partition) = tag
+            && partition % ledger.marking.users() != user
+        {
+            record.misrouted_warmups += 1;
+            continue;
+        }
+        match id.as_deref().map(|id| memory.cursor.accept(id)) {
+            Some(Verdict::Duplicate) => {
+                record.duplicate_ids += 1;
+                if let Tag::Event(seq) = tag {
                     record.duplicated.push(seq);
-                } else if seen.insert(seq) {
+                }
+                continue;
+            }
+            Some(Verdict::OutOfOrder) => record.out_of_order += 1,
+            Some(Verdict::Fresh) | None => {}
+        }
+        match tag {
+            Tag::Event(seq) => {
+                if memory.events.insert(seq) {
                     record.received.push((seq, at));
                     ledger.record_receipt(seq, at);
+                } else {
+                    record.repeated.push(seq);
                 }
             }
-            Tag::Warmup(partition) if partition % ledger.marking.users() != user => record.misrouted_warmups += 1,
             Tag::Warmup(partition) => ledger.see_warmup(partition),
             Tag::Foreign => {}
         }
@@ -221,8 +290,12 @@ mod tests {
             instance: 0,
             opened_ns: 100,
             closed: closed.map(|at| (at, "closed".to_owned())),
+            resume: None,
             received: Vec::new(),
             duplicated: Vec::new(),
+            repeated: Vec::new(),
+            duplicate_ids: 0,
+            out_of_order: 0,
             misrouted: Vec::new(),
             misrouted_warmups: 0,
         };
