@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -68,6 +68,8 @@ struct UserConnections {
     subscribed: bool,
     /// Registrations waiting for that confirmation.
     waiting: Vec<oneshot::Sender<()>>,
+    /// The subscriber lost Redis since this entry was last confirmed (see [`Hub::unconfirm_all`]).
+    interrupted: bool,
 }
 
 struct Connection {
@@ -77,6 +79,9 @@ struct Connection {
     slow: CancellationToken,
     /// Orders from outside the socket's task to close it (a drain, an operator; see `session`).
     order: Arc<CloseOrder>,
+    /// Notified when the user's channel is listened to again after the subscriber lost Redis:
+    /// the socket fetches from the history what was published meanwhile (see `ws`).
+    catch_up: Arc<Notify>,
 }
 
 pub(crate) struct Hub {
@@ -100,6 +105,9 @@ pub(crate) struct Registration {
     pub slow: CancellationToken,
     /// Given when a drain or an operator closes the connection.
     pub order: Arc<CloseOrder>,
+    /// Notified when notifications published while the subscriber was away must be fetched from
+    /// the history.
+    pub catch_up: Arc<Notify>,
     /// Fires when the user's channel is listened to; `None` when it already was.
     subscribed: Option<oneshot::Receiver<()>>,
 }
@@ -136,6 +144,7 @@ impl Hub {
         let (sender, receiver) = mpsc::channel(self.queue);
         let slow = CancellationToken::new();
         let order = Arc::new(CloseOrder::default());
+        let catch_up = Arc::new(Notify::new());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let subscribed = {
             let mut users = self.lock();
@@ -145,12 +154,19 @@ impl Hub {
                 // Embedded mode delivers in-process: there is nothing to subscribe to.
                 subscribed: self.subscriptions.is_none(),
                 waiting: Vec::new(),
+                interrupted: false,
             });
             if entry.connections.len() >= self.max_per_user {
                 return Err(QuotaExceeded);
             }
             let first = entry.connections.is_empty();
-            entry.connections.push(Connection { id, sender, slow: slow.clone(), order: Arc::clone(&order) });
+            entry.connections.push(Connection {
+                id,
+                sender,
+                slow: slow.clone(),
+                order: Arc::clone(&order),
+                catch_up: Arc::clone(&catch_up),
+            });
             let subscribed = (!entry.subscribed).then(|| {
                 let (confirm, confirmed) = oneshot::channel();
                 entry.waiting.push(confirm);
@@ -164,7 +180,16 @@ impl Hub {
             subscribed
         };
         self.metrics.connections.inc();
-        Ok(Registration { hub: Arc::clone(self), user: user.to_owned(), id, receiver, slow, order, subscribed })
+        Ok(Registration {
+            hub: Arc::clone(self),
+            user: user.to_owned(),
+            id,
+            receiver,
+            slow,
+            order,
+            catch_up,
+            subscribed,
+        })
     }
 
     fn deregister(&self, user: &str, id: u64) {
@@ -195,12 +220,22 @@ impl Hub {
         for waiting in entry.waiting.drain(..) {
             let _ = waiting.send(());
         }
+        if std::mem::take(&mut entry.interrupted) {
+            for connection in &entry.connections {
+                connection.catch_up.notify_one();
+            }
+        }
     }
 
     /// The subscriber lost its connection: new connections wait until it has subscribed again.
+    ///
+    /// Whatever was published for these users meanwhile never reached this instance: once a
+    /// user's channel is confirmed again, each of the user's connections is told to catch up
+    /// from the history.
     pub(crate) fn unconfirm_all(&self) {
         for entry in self.lock().values_mut() {
             entry.subscribed = false;
+            entry.interrupted = true;
         }
     }
 

@@ -150,6 +150,25 @@ impl Resume {
         true
     }
 
+    /// The newest id written on the socket, if any.
+    pub(crate) fn last(&self) -> Option<NotificationId> {
+        self.last
+    }
+
+    /// Catches up after this instance's Redis subscription was interrupted: the entries of
+    /// `history` (read after [`Resume::last`], or after a lookback when nothing was written yet)
+    /// that were never written, oldest first, recorded as written. When the socket had a last id
+    /// and the history cannot prove nothing after it is missing, the entries are preceded by a
+    /// `{"type":"resumed","recovered":false,...}` frame, so the client refreshes its state.
+    pub(crate) fn catch_up(&mut self, history: History) -> (Option<String>, Vec<String>) {
+        let had_last = self.last.is_some();
+        let entries: Vec<String> =
+            history.entries.into_iter().filter(|(id, _)| self.is_new(Some(*id))).map(|(_, message)| message).collect();
+        let frame = (had_last && !history.recovered)
+            .then(|| format!(r#"{{"type":"resumed","recovered":false,"missed":{}}}"#, entries.len()));
+        (frame, entries)
+    }
+
     /// Answers a resume: the `resumed` frame and the history entries to write after it, in
     /// order. Marks the resume done and remembers the last replayed id.
     pub(crate) fn replay(&mut self, history: History) -> (String, Vec<String>) {
@@ -269,5 +288,22 @@ mod tests {
         assert_eq!(frame, r#"{"type":"resumed","recovered":false,"missed":0}"#);
         assert!(replayed.is_empty());
         assert!(resume.is_new(Some(id(1, 0))));
+    }
+
+    #[test]
+    fn a_catch_up_writes_only_what_the_socket_never_got_and_flags_a_gap() {
+        let entry = |ms: u64| (id(ms, 0), format!("m{ms}"));
+        let mut resume = Resume::default();
+        assert!(resume.is_new(Some(id(10, 0))));
+        let (frame, written) = resume.catch_up(History { recovered: true, entries: vec![entry(11), entry(12)] });
+        assert_eq!((frame, written), (None, vec!["m11".to_owned(), "m12".to_owned()]));
+        assert!(!resume.is_new(Some(id(12, 0))), "the live copy of a caught-up notification is dropped");
+        let (frame, written) = resume.catch_up(History { recovered: false, entries: vec![entry(13)] });
+        assert_eq!(frame.as_deref(), Some(r#"{"type":"resumed","recovered":false,"missed":1}"#));
+        assert_eq!(written, vec!["m13".to_owned()]);
+
+        let mut fresh = Resume::default();
+        let (frame, written) = fresh.catch_up(History { recovered: false, entries: vec![entry(5)] });
+        assert_eq!((frame, written), (None, vec!["m5".to_owned()]), "nothing to prove for a socket that got nothing");
     }
 }

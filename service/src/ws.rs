@@ -27,7 +27,10 @@
 //! or as the frame `{"type":"resume","since":"<id>"}` (honoured once per connection), is answered
 //! with `{"type":"resumed","recovered":…,"missed":N}` and the N notifications it missed, then the
 //! live ones, with no gap and no duplicate. The socket is registered (and subscribed) before the
-//! history is read, and live copies of replayed notifications are dropped by id.
+//! history is read, and live copies of replayed notifications are dropped by id. When this
+//! instance's Redis subscriber lost Redis and subscribed again, every socket catches up the same way
+//! from the last id it was written; if it cannot prove nothing is missing it sends an unprompted
+//! `{"type":"resumed","recovered":false,"missed":N}` first, so the client refreshes its state.
 //!
 //! One task per socket reads client frames and writes queued notifications; client frames never
 //! block delivery for long, since the only replies they can cause are a pong, an auth answer and
@@ -243,6 +246,7 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
     let mut pings = tokio::time::interval(app.ping_interval);
     pings.reset();
     let mut last_heard = Instant::now();
+    let connected_ms = now_unix_ms();
     let mut resume = Resume::default();
     let mut pending_resume = since;
     let why = loop {
@@ -256,6 +260,11 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
             () = registration.slow.cancelled() => break Stop::Slow.close(&mut socket).await,
             closing = registration.order.given() => break Stop::Ordered(closing).close(&mut socket).await,
             () = session.expired() => break Stop::Expired.close(&mut socket).await,
+            () = registration.catch_up.notified() => {
+                if let Err(stop) = catch_up(&mut socket, &app, &user, connected_ms, &mut resume, &registration.slow).await {
+                    break stop.close(&mut socket).await;
+                }
+            }
             outbound = registration.receiver.recv() => {
                 let Some(outbound) = outbound else { break "server" };
                 if !resume.is_new(resume::id_of(outbound.message.as_bytes())) {
@@ -338,6 +347,42 @@ async fn replay(
     };
     let (frame, missed) = resume.replay(history);
     write(socket, Message::Text(Utf8Bytes::from(frame)), slow, app).await?;
+    for message in missed {
+        write(socket, Message::Text(Utf8Bytes::from(message)), slow, app).await?;
+        app.metrics.delivered.inc();
+    }
+    Ok(())
+}
+
+/// How far back a socket that has been written nothing looks when it catches up: a notification
+/// published for it while the subscriber was away carries the Kafka timestamp of its record, and
+/// records older than the consumer's default `--max-event-age-seconds` are not delivered.
+const CATCH_UP_LOOKBACK_MS: u64 = 300_000;
+
+/// Fetches from the user's history what was published while this instance's Redis subscription
+/// was interrupted, and writes what the socket never got (see `resume::Resume::catch_up`).
+async fn catch_up(
+    socket: &mut WebSocket,
+    app: &AppState,
+    user: &str,
+    connected_ms: u64,
+    resume: &mut Resume,
+    slow: &CancellationToken,
+) -> Result<(), Stop> {
+    let since = resume
+        .last()
+        .unwrap_or(resume::NotificationId { ms: connected_ms.saturating_sub(CATCH_UP_LOOKBACK_MS), seq: 0 });
+    let history = match app.pipeline.backend().history(user, &Since::Id(since)).await {
+        Ok(history) => history,
+        Err(error) => {
+            tracing::warn!(user, %error, "cannot read the user's history to catch up; the client is told");
+            resume::History::default()
+        }
+    };
+    let (frame, missed) = resume.catch_up(history);
+    if let Some(frame) = frame {
+        write(socket, Message::Text(Utf8Bytes::from(frame)), slow, app).await?;
+    }
     for message in missed {
         write(socket, Message::Text(Utf8Bytes::from(message)), slow, app).await?;
         app.metrics.delivered.inc();
