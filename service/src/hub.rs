@@ -14,7 +14,7 @@
 //! and the client reconnects with `since` set to the last id it processed to get it (see `resume`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -81,7 +81,41 @@ struct Connection {
     order: Arc<CloseOrder>,
     /// Notified when the user's channel is listened to again after the subscriber lost Redis:
     /// the socket fetches from the history what was published meanwhile (see `ws`).
-    catch_up: Arc<Notify>,
+    catch_up: Arc<CatchUp>,
+}
+
+/// A connection's part in recovering from an interrupted Redis subscription.
+///
+/// While the subscriber is away nothing published reaches this instance, so when it is back each
+/// connection must first fetch the gap from the history and only then go on with live
+/// notifications (which would otherwise overtake the gap and make it look delivered). `pending`
+/// holds live delivery from the moment the subscription is lost; `ready` fires when the user's
+/// channel is listened to again.
+#[derive(Default)]
+pub(crate) struct CatchUp {
+    pending: AtomicBool,
+    ready: Notify,
+}
+
+impl CatchUp {
+    /// Whether the connection must catch up before writing live notifications.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits until the user's channel is listened to again after an interruption.
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// The connection caught up: live delivery goes on.
+    pub(crate) fn done(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+
+    fn interrupt(&self) {
+        self.pending.store(true, Ordering::Release);
+    }
 }
 
 pub(crate) struct Hub {
@@ -107,7 +141,7 @@ pub(crate) struct Registration {
     pub order: Arc<CloseOrder>,
     /// Notified when notifications published while the subscriber was away must be fetched from
     /// the history.
-    pub catch_up: Arc<Notify>,
+    pub catch_up: Arc<CatchUp>,
     /// Fires when the user's channel is listened to; `None` when it already was.
     subscribed: Option<oneshot::Receiver<()>>,
 }
@@ -144,7 +178,7 @@ impl Hub {
         let (sender, receiver) = mpsc::channel(self.queue);
         let slow = CancellationToken::new();
         let order = Arc::new(CloseOrder::default());
-        let catch_up = Arc::new(Notify::new());
+        let catch_up = Arc::new(CatchUp::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let subscribed = {
             let mut users = self.lock();
@@ -160,6 +194,10 @@ impl Hub {
                 return Err(QuotaExceeded);
             }
             let first = entry.connections.is_empty();
+            if entry.interrupted {
+                // Registered while the subscriber is away: it catches up with the others.
+                catch_up.interrupt();
+            }
             entry.connections.push(Connection {
                 id,
                 sender,
@@ -222,7 +260,7 @@ impl Hub {
         }
         if std::mem::take(&mut entry.interrupted) {
             for connection in &entry.connections {
-                connection.catch_up.notify_one();
+                connection.catch_up.ready.notify_one();
             }
         }
     }
@@ -236,6 +274,9 @@ impl Hub {
         for entry in self.lock().values_mut() {
             entry.subscribed = false;
             entry.interrupted = true;
+            for connection in &entry.connections {
+                connection.catch_up.interrupt();
+            }
         }
     }
 

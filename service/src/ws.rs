@@ -260,12 +260,15 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
             () = registration.slow.cancelled() => break Stop::Slow.close(&mut socket).await,
             closing = registration.order.given() => break Stop::Ordered(closing).close(&mut socket).await,
             () = session.expired() => break Stop::Expired.close(&mut socket).await,
-            () = registration.catch_up.notified() => {
+            () = registration.catch_up.ready() => {
+                // Cleared before the history is read: an interruption that starts meanwhile holds
+                // live delivery again.
+                registration.catch_up.done();
                 if let Err(stop) = catch_up(&mut socket, &app, &user, connected_ms, &mut resume, &registration.slow).await {
                     break stop.close(&mut socket).await;
                 }
             }
-            outbound = registration.receiver.recv() => {
+            outbound = registration.receiver.recv(), if !registration.catch_up.is_pending() => {
                 let Some(outbound) = outbound else { break "server" };
                 if !resume.is_new(resume::id_of(outbound.message.as_bytes())) {
                     // Already written by a resume's replay.

@@ -335,3 +335,48 @@ async fn a_slow_client_closed_with_4002_resumes_with_nothing_missing() {
     received.extend(replayed);
     assert_exactly("before the close and after the resume", &received, &expected);
 }
+
+/// A deploy: the tab's instance drains on SIGTERM (1012 with `retry_after_ms`) while events keep
+/// coming; the other instance of the group consumes them; the tab reconnects there with the last
+/// id it processed and ends up with every event exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_drained_by_a_deploy_resumes_on_the_other_instance_with_nothing_missing() {
+    let infra = infra();
+    let scope = Scope::new("resume-drain");
+    let mut draining = Herald::production(&scope, &infra, &["--drain-seconds", "1"]).await;
+    let staying = Herald::production(&scope, &infra, &[]).await;
+    let producer = Producer::new(&infra);
+    let teacher = scope.user("teacher");
+    let mut tab = connect(&draining, &teacher, None).await;
+    ping(&mut tab).await;
+    let seen = produce(&producer, &scope, &teacher, "seen", 1).await;
+    let mut received = vec![tab.notification().await];
+    assert_exactly("live before the deploy", &received, &seen);
+
+    draining.signal_terminate();
+    let sent = produce(&producer, &scope, &teacher, "during-deploy", 20).await;
+    let reason = loop {
+        match tab.receive().await {
+            Received::Text(message) => received.push(message),
+            Received::Closed(code, reason) => {
+                assert_eq!(code, 1012, "{reason}");
+                break reason;
+            }
+        }
+    };
+    let retry_after = serde_json::from_str::<Value>(&reason).unwrap()["retry_after_ms"].as_u64();
+    assert!(retry_after.is_some(), "the drain says when to come back: {reason}");
+    let status = draining.exited().await;
+    assert!(status.success(), "the drained instance exits cleanly: {status}");
+
+    let since = received.last().unwrap()["id"].as_str().unwrap().to_owned();
+    let mut tab = connect(&staying, &teacher, Some(&since)).await;
+    let (recovered, replayed) = resumed(&mut tab).await;
+    assert!(recovered, "since {since} is kept");
+    received.extend(replayed);
+    while received.len() < 1 + sent.len() {
+        received.push(tab.notification().await);
+    }
+    let expected: Vec<Value> = seen.into_iter().chain(sent).collect();
+    assert_exactly("every event across the deploy", &received, &expected);
+}
