@@ -331,8 +331,7 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
 }
 
 /// Answers a resume: reads the user's history after `since` and writes the `resumed` frame and
-/// the missed notifications (see `resume::Resume::replay`). A history that cannot be read (Redis
-/// down) is answered `recovered: false` with nothing missed: the client refreshes its state.
+/// the missed notifications (see `resume::Resume::replay`).
 async fn replay(
     socket: &mut WebSocket,
     app: &AppState,
@@ -341,20 +340,8 @@ async fn replay(
     resume: &mut Resume,
     slow: &CancellationToken,
 ) -> Result<(), Stop> {
-    let history = match app.pipeline.backend().history(user, since).await {
-        Ok(history) => history,
-        Err(error) => {
-            tracing::warn!(user, %error, "cannot read the user's history; answering recovered: false");
-            resume::History::default()
-        }
-    };
-    let (frame, missed) = resume.replay(history);
-    write(socket, Message::Text(Utf8Bytes::from(frame)), slow, app).await?;
-    for message in missed {
-        write(socket, Message::Text(Utf8Bytes::from(message)), slow, app).await?;
-        app.metrics.delivered.inc();
-    }
-    Ok(())
+    let (frame, missed) = resume.replay(read_history(app, user, since).await);
+    write_history(socket, app, Some(frame), missed, slow).await
 }
 
 /// How far back a socket that has been written nothing looks when it catches up: a notification
@@ -375,14 +362,30 @@ async fn catch_up(
     let since = resume
         .last()
         .unwrap_or(resume::NotificationId { ms: connected_ms.saturating_sub(CATCH_UP_LOOKBACK_MS), seq: 0 });
-    let history = match app.pipeline.backend().history(user, &Since::Id(since)).await {
+    let (frame, missed) = resume.catch_up(read_history(app, user, &Since::Id(since)).await);
+    write_history(socket, app, frame, missed, slow).await
+}
+
+/// The user's history after `since`. One that cannot be read (Redis down) is empty and not
+/// recovered: the client is told `recovered: false` and refreshes its state.
+async fn read_history(app: &AppState, user: &str, since: &Since) -> resume::History {
+    match app.pipeline.backend().history(user, since).await {
         Ok(history) => history,
         Err(error) => {
-            tracing::warn!(user, %error, "cannot read the user's history to catch up; the client is told");
+            tracing::warn!(user, %error, "cannot read the user's history; the client is told recovered: false");
             resume::History::default()
         }
-    };
-    let (frame, missed) = resume.catch_up(history);
+    }
+}
+
+/// Writes a `resumed` frame (when there is one) and then the notifications read from the history.
+async fn write_history(
+    socket: &mut WebSocket,
+    app: &AppState,
+    frame: Option<String>,
+    missed: Vec<String>,
+    slow: &CancellationToken,
+) -> Result<(), Stop> {
     if let Some(frame) = frame {
         write(socket, Message::Text(Utf8Bytes::from(frame)), slow, app).await?;
     }
