@@ -402,7 +402,7 @@ fn count_copies(
         misrouted: 0,
         foreign: 0,
         events_delivered: 0,
-        resumes: sockets::Resumes::default(),
+        resumes: herald_loadgen::resume::Resumes::default(),
         drain_seconds: round(drain_seconds, 3),
     };
     let mut delivered = vec![false; usize::try_from(tracker.marking.events()).unwrap_or(usize::MAX)];

@@ -83,7 +83,7 @@ pub(crate) struct Copies {
     /// Events that arrived on at least one connection of their user.
     pub events_delivered: u64,
     /// How sockets reopened with `since` were answered.
-    pub resumes: crate::sockets::Resumes,
+    pub resumes: herald_loadgen::resume::Resumes,
     /// This run's events that arrived on another user's connection.
     pub misrouted: u64,
     /// Text frames that were not this run's notifications.

@@ -10,7 +10,56 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// How sockets opened with `since` were answered, summed over sockets (a connection's, a fault
+/// window's, a run's).
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Resumes {
+    /// Sockets opened with `since`.
+    pub resumes: u64,
+    /// Answered `recovered:true`.
+    pub recovered: u64,
+    /// Answered `recovered:false`.
+    pub not_recovered: u64,
+    /// Sum of the `missed` of the `resumed` frames.
+    pub missed: u64,
+    /// Replayed notifications that arrived.
+    pub replayed: u64,
+    /// The first text frame was a notification, not the `resumed` frame.
+    pub unanswered: u64,
+}
+
+impl Resumes {
+    /// Counts one socket opened with `since`: its `resumed` answer (`(recovered, missed)`, if one
+    /// came), the replayed notifications that arrived, and whether the first frame was not `resumed`.
+    pub fn count(&mut self, answer: Option<(bool, u64)>, replayed: u64, unanswered: bool) {
+        self.resumes += 1;
+        match answer {
+            Some((true, missed)) => {
+                self.recovered += 1;
+                self.missed += missed;
+            }
+            Some((false, missed)) => {
+                self.not_recovered += 1;
+                self.missed += missed;
+            }
+            None => {}
+        }
+        self.replayed += replayed;
+        self.unanswered += u64::from(unanswered);
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &Resumes) {
+        self.resumes += other.resumes;
+        self.recovered += other.recovered;
+        self.not_recovered += other.not_recovered;
+        self.missed += other.missed;
+        self.replayed += other.replayed;
+        self.unanswered += other.unanswered;
+    }
+}
 
 /// `url` with `since=<id>` added to its query when there is an id to resume from.
 pub fn resume_url(url: &str, since: Option<&str>) -> String {

@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use herald_loadgen::resume::{Cursor, Incoming, Replay, Verdict, read_frame, resume_url};
+use herald_loadgen::resume::{Cursor, Incoming, Replay, Resumes, Verdict, read_frame, resume_url};
 use herald_loadgen::wire::{connection_url, describe_close, describe_error};
 
 use crate::tracker::{Seen, Tracker};
@@ -32,32 +31,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Close codes after which a browser does not reconnect: the token or the user is refused
 /// (1008, 4001), the user holds too many sockets (4000), an operator disconnected them (4003).
 const FINAL_CLOSE_CODES: [u16; 4] = [1008, 4000, 4001, 4003];
-
-/// How the sockets of one connection that were opened with `since` were answered.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub(crate) struct Resumes {
-    /// Sockets opened with `since`.
-    pub resumes: u64,
-    pub recovered: u64,
-    pub not_recovered: u64,
-    /// Sum of the `missed` they announced.
-    pub missed: u64,
-    /// Replayed notifications that arrived.
-    pub replayed: u64,
-    /// The first text frame was a notification, not the `resumed` frame.
-    pub unanswered: u64,
-}
-
-impl Resumes {
-    pub(crate) fn add(&mut self, other: &Resumes) {
-        self.resumes += other.resumes;
-        self.recovered += other.recovered;
-        self.not_recovered += other.not_recovered;
-        self.missed += other.missed;
-        self.replayed += other.replayed;
-        self.unanswered += other.unanswered;
-    }
-}
 
 /// What one connection saw, returned when its task ends.
 #[derive(Debug, Default)]
@@ -258,19 +231,8 @@ where
         }
     };
     if with_since {
-        outcome.resumes.resumes += 1;
-        match replay.answer() {
-            Some((true, missed)) => {
-                outcome.resumes.recovered += 1;
-                outcome.resumes.missed += missed;
-            }
-            Some((false, missed)) => {
-                outcome.resumes.not_recovered += 1;
-                outcome.resumes.missed += missed;
-            }
-            None => {}
-        }
-        outcome.resumes.unanswered += u64::from(replay == Replay::Unanswered);
+        // The replayed notifications were counted as they arrived.
+        outcome.resumes.count(replay.answer(), 0, replay == Replay::Unanswered);
     }
     ended
 }

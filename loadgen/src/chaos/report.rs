@@ -41,6 +41,8 @@ use serde::Serialize;
 use crate::faults::{Fault, FaultKind, Poison};
 use crate::kafka::DeadLetter;
 use crate::ledger::{Ledger, seconds};
+use herald_loadgen::resume::Resumes;
+
 use crate::tabs::{SocketRecord, TabRecord};
 
 /// What the assertions need besides the records.
@@ -107,38 +109,10 @@ impl Counts {
     }
 }
 
-/// Sockets opened with `since` in one window, and how herald answered them.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub(crate) struct Resumes {
-    /// Sockets opened with `since`.
-    pub resumes: u64,
-    pub recovered: u64,
-    pub not_recovered: u64,
-    /// Sum of `missed` of the `resumed` frames.
-    pub missed: u64,
-    /// Replayed notifications that arrived.
-    pub replayed: u64,
-    /// The first text frame was not the `resumed` frame.
-    pub unanswered: u64,
-}
-
-impl Resumes {
-    fn add(&mut self, socket: &SocketRecord) {
-        let Some(resume) = &socket.resume else { return };
-        self.resumes += 1;
-        match resume.answer {
-            Some((true, missed)) => {
-                self.recovered += 1;
-                self.missed += missed;
-            }
-            Some((false, missed)) => {
-                self.not_recovered += 1;
-                self.missed += missed;
-            }
-            None => {}
-        }
-        self.replayed += resume.replayed;
-        self.unanswered += u64::from(resume.unanswered);
+/// Counts one socket in its window's [`Resumes`], if it was opened with `since`.
+fn count_resume(resumes: &mut Resumes, socket: &SocketRecord) {
+    if let Some(resume) = &socket.resume {
+        resumes.count(resume.answer, resume.replayed, resume.unanswered);
     }
 }
 
@@ -335,14 +309,14 @@ pub(crate) fn reckon(observed: &Observed<'_>, rules: &Rules) -> Reckoning {
             }
             match window_at(socket.opened_ns) {
                 Some(window) => {
-                    resumes[window].add(socket);
+                    count_resume(&mut resumes[window], socket);
                     if socket.resume.is_some() {
                         counts[window].resumes += 1;
                         counts[window].recovered += u64::from(socket.recovered() == Some(true));
                         counts[window].not_recovered += u64::from(socket.recovered() == Some(false));
                     }
                 }
-                None => resumes_before_producing.add(socket),
+                None => count_resume(&mut resumes_before_producing, socket),
             }
         }
         for (window, counts) in counts.into_iter().enumerate() {
@@ -596,10 +570,7 @@ fn loss_assertions(reckoning: &Reckoning, rules: &Rules) -> Vec<Assertion> {
     let mut resumes = reckoning.resumes_before_producing;
     for window in &reckoning.windows {
         totals.add(&window.totals);
-        resumes.resumes += window.resumes.resumes;
-        resumes.recovered += window.resumes.recovered;
-        resumes.not_recovered += window.resumes.not_recovered;
-        resumes.unanswered += window.resumes.unanswered;
+        resumes.add(&window.resumes);
     }
     let losing: Vec<String> = reckoning
         .windows
