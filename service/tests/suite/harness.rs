@@ -405,6 +405,22 @@ pub(crate) fn envelope(notification: &str, case: &str, edit: impl FnOnce(&mut Va
     value
 }
 
+/// Posts `count` files provisioned for `batch`, whose owner herald does not know yet, to an
+/// embedded herald; asserts each is parked and returns their envelopes in order.
+pub(crate) async fn park_files(herald: &Herald, batch: &str, count: usize) -> Vec<Value> {
+    let mut parked = Vec::with_capacity(count);
+    for file in 0..count {
+        let provisioned = envelope("essay_content_provisioned", "basic", |value| {
+            value["data"]["entity_id"] = Value::from(batch);
+            value["data"]["file_upload_id"] = Value::from(format!("file-{file}"));
+        });
+        let (status, response) = herald.post(serde_json::to_vec(&provisioned).unwrap()).await;
+        assert_eq!((status, response["delivery"].as_str()), (202, Some("parked")), "{response}");
+        parked.push(provisioned);
+    }
+    parked
+}
+
 /// The envelope fixtures: `tests/fixtures/envelopes/` of the workspace.
 pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/envelopes")

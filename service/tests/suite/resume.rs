@@ -8,8 +8,8 @@
 use serde_json::{Value, json};
 
 use super::harness::{
-    Client, Herald, Infra, Producer, Received, Scope, class_created, cluster_infra, envelope, free_port, infra, token,
-    wait_until,
+    Client, Herald, Infra, Producer, Received, Scope, class_created, cluster_infra, envelope, free_port, infra,
+    park_files, token, wait_until,
 };
 
 /// A notification id `"<ms>-<seq>"` as the ordered pair.
@@ -298,16 +298,7 @@ async fn a_slow_client_closed_with_4002_resumes_with_nothing_missing() {
     let mut received = vec![tab.notification().await];
     let mut expected = vec![anchor];
 
-    const PARKED: usize = 100;
-    for file in 0..PARKED {
-        let provisioned = envelope("essay_content_provisioned", "basic", |value| {
-            value["data"]["entity_id"] = json!(batch);
-            value["data"]["file_upload_id"] = json!(format!("file-{file}"));
-        });
-        let (status, response) = herald.post(serde_json::to_vec(&provisioned).unwrap()).await;
-        assert_eq!((status, &response["delivery"]), (202, &json!("parked")), "{response}");
-        expected.push(provisioned);
-    }
+    expected.extend(park_files(&herald, &batch, 100).await);
     // Learning the owner releases the parked ones, then publishes this one.
     let owner = envelope("batch_file_added", "basic", |value| {
         value["data"]["batch_id"] = json!(batch);

@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::harness::{
-    Client, DEADLINE, Herald, Received, SECRET, Scope, class_created, envelope, fixtures, now, token, token_with,
-    wait_until,
+    Client, DEADLINE, Herald, Received, SECRET, Scope, class_created, envelope, fixtures, now, park_files, token,
+    token_with, wait_until,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -629,14 +629,7 @@ async fn a_burst_beyond_the_send_queue_closes_the_socket_with_4002() {
     let batch = scope.batch("burst");
     let mut socket = connected(&herald, &teacher).await;
     const PARKED: usize = 100;
-    for file in 0..PARKED {
-        let provisioned = envelope("essay_content_provisioned", "basic", |value| {
-            value["data"]["entity_id"] = json!(batch);
-            value["data"]["file_upload_id"] = json!(format!("file-{file}"));
-        });
-        let (status, response) = herald.post(serde_json::to_vec(&provisioned).unwrap()).await;
-        assert_eq!((status, &response["delivery"]), (202, &json!("parked")), "{response}");
-    }
+    park_files(&herald, &batch, PARKED).await;
     post_published(&herald, &batch_file_added(&batch, &teacher, "file-owner")).await;
 
     let mut received = 0;
