@@ -306,4 +306,32 @@ mod tests {
         let (frame, written) = fresh.catch_up(History { recovered: false, entries: vec![entry(5)] });
         assert_eq!((frame, written), (None, vec!["m5".to_owned()]), "nothing to prove for a socket that got nothing");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Every parser of client or Redis bytes here answers any input without panicking.
+        #[test]
+        fn the_parsers_of_foreign_text_never_panic(text in ".{0,64}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = NotificationId::parse(&text);
+            let _ = Since::parse(&text);
+            let _ = Since::from_query(Some(&text));
+            let _ = resume_frame(&text);
+            let _ = resume_frame(&format!(r#"{{"type":"resume","since":{}}}"#, serde_json::Value::String(text.clone())));
+            let _ = id_of(&bytes);
+            let mut message = MESSAGE_START.as_bytes().to_vec();
+            message.extend_from_slice(&bytes);
+            let _ = id_of(&message);
+        }
+
+        /// An id reads back as itself, and ids order as their pairs.
+        #[test]
+        fn ids_round_trip_and_order_as_pairs(a in proptest::prelude::any::<(u64, u64)>(), b in proptest::prelude::any::<(u64, u64)>()) {
+            let (left, right) = (id(a.0, a.1), id(b.0, b.1));
+            proptest::prop_assert_eq!(NotificationId::parse(&left.to_string()), Some(left));
+            proptest::prop_assert_eq!(left.cmp(&right), a.cmp(&b));
+            let message = message_with_id(&left.to_string(), r#""event":"x"}"#);
+            proptest::prop_assert_eq!(id_of(message.as_bytes()), Some(left));
+        }
+    }
 }

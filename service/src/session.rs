@@ -256,4 +256,15 @@ mod tests {
         assert!(order.is_given());
         assert_eq!(order.given().await, Closing::Disconnected);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The in-band auth frame parser answers any client text without panicking.
+        #[test]
+        fn the_auth_frame_parser_never_panics(text in ".{0,64}") {
+            let _ = auth_frame(&text);
+            let _ = auth_frame(&format!(r#"{{"type":"auth","token":{}}}"#, serde_json::Value::String(text.clone())));
+        }
+    }
 }
