@@ -53,7 +53,7 @@ pub const SERVER_FRAMES: &[Frame] = &[
         kind: "resumed",
         example: r#"{"type":"resumed","recovered":true,"missed":2}"#,
         answered_by: None,
-        meaning: "The answer to `since` (query parameter or `resume` frame), sent once before the `missed` notifications. `recovered` is true only when `since` is still in the user's kept history, so nothing after it was lost; false when it is older than the history kept (`--history-size`, `--history-ttl`), unknown or malformed, or the history was lost: the client should then resynchronise from its source of truth. A connection without `since` gets no `resumed` frame.",
+        meaning: "The answer to `since` (query parameter or `resume` frame), sent once before the `missed` notifications. `recovered` is true only when `since` is still in the user's kept history, so nothing after it was lost; false when it is older than the history kept (`--history-size`, `--history-ttl`), unknown or malformed, or the history was lost: the client should then resynchronise from its source of truth. A connection without `since` gets no `resumed` frame in answer; any connection may get an unprompted `resumed` frame with `recovered: false`, followed by its `missed` notifications after herald's own Redis subscription was interrupted and it cannot prove nothing was lost.",
     },
     Frame {
         kind: "auth",
