@@ -64,8 +64,11 @@ mod close {
     pub(super) const SERVICE_RESTART: u16 = 1012;
 }
 
-/// The per-socket read buffer (see `upgrade`).
-const READ_BUFFER_BYTES: usize = 4096;
+/// The per-socket read buffer (see `upgrade`). tungstenite zero-fills the whole buffer before its
+/// first read, so every byte of it is resident for every idle socket; a frame longer than the buffer
+/// makes it reserve that frame's length, so a small buffer costs a client frame only another read.
+/// Client frames are pings (about 20 bytes on the wire) and the occasional `auth` or `resume`.
+const READ_BUFFER_BYTES: usize = 256;
 
 pub(crate) async fn upgrade(
     State(app): State<Arc<AppState>>,
@@ -82,8 +85,8 @@ pub(crate) async fn upgrade(
     }
     let extracted = auth::extract_token(&headers, uri.query());
     let since = Since::from_query(uri.query());
-    // tungstenite reads into a 128 KiB buffer by default, filled on the first read: most of an idle
-    // socket's memory. Client frames are small (pings) and capped anyway, so a small buffer does.
+    // tungstenite reads into a 128 KiB buffer by default, filled on the first read: it would be
+    // most of an idle socket's memory (see `READ_BUFFER_BYTES`).
     let mut upgrade = upgrade
         .max_message_size(app.max_inbound_bytes)
         .max_frame_size(app.max_inbound_bytes)
