@@ -76,58 +76,87 @@ pub struct Frame {
     pub meaning: &'static str,
 }
 
-/// Every close code herald sends. The close reason is JSON, `{"error_code": ..., "message": ...}`,
-/// plus the extra keys a code lists.
+/// Every close code herald sends, one constant each (see [`close`]). The close reason is JSON,
+/// `{"error_code": ..., "message": ...}`, plus the extra keys a code lists.
 pub const CLOSE_CODES: &[CloseCode] = &[
-    CloseCode {
+    close::POLICY,
+    close::QUOTA_EXCEEDED,
+    close::TOKEN_EXPIRED,
+    close::SLOW_CONSUMER,
+    close::DISCONNECTED,
+    close::IDLE_TIMEOUT,
+    close::MESSAGE_TOO_BIG,
+    close::SERVICE_RESTART,
+];
+
+/// The close codes herald sends, by name: the socket code closes with these.
+pub mod close {
+    use super::CloseCode;
+
+    /// A refused token (1008).
+    pub const POLICY: CloseCode = CloseCode {
         code: 1008,
         error_code: None,
         extra_keys: &[],
         when: "The token is missing or invalid, or its `sub` is the placeholder `\"unknown\"`. `error_code` names the refusal (`TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_INVALID_SIGNATURE`, ...). Get a new token before reconnecting.",
-    },
-    CloseCode {
+    };
+
+    /// Too many sockets for one user (4000).
+    pub const QUOTA_EXCEEDED: CloseCode = CloseCode {
         code: 4000,
         error_code: Some("QUOTA_EXCEEDED"),
         extra_keys: &[],
         when: "The user already holds `--max-connections-per-user` sockets, counted across all instances. Do not retry at once.",
-    },
-    CloseCode {
+    };
+
+    /// The token expired and was not refreshed (4001).
+    pub const TOKEN_EXPIRED: CloseCode = CloseCode {
         code: 4001,
         error_code: Some("TOKEN_EXPIRED"),
         extra_keys: &[],
         when: "The token's `exp` passed and no `auth` frame refreshed it. Reconnect with a new token and `since`.",
-    },
-    CloseCode {
+    };
+
+    /// The client read too slowly (4002).
+    pub const SLOW_CONSUMER: CloseCode = CloseCode {
         code: 4002,
         error_code: Some("SLOW_CONSUMER"),
         extra_keys: &[],
         when: "The socket's send queue overflowed: the client read too slowly. Reconnect with `since` to get what was missed.",
-    },
-    CloseCode {
+    };
+
+    /// An operator disconnected the user (4003).
+    pub const DISCONNECTED: CloseCode = CloseCode {
         code: 4003,
         error_code: Some("DISCONNECTED"),
         extra_keys: &[],
         when: "An operator disconnected the user (`POST /admin/v1/users/{user_id}/disconnect`).",
-    },
-    CloseCode {
+    };
+
+    /// The client went silent (1001).
+    pub const IDLE_TIMEOUT: CloseCode = CloseCode {
         code: 1001,
         error_code: Some("IDLE_TIMEOUT"),
         extra_keys: &[],
         when: "The client did not answer pings, or did not take writes, for the idle timeout. Reconnect with `since`.",
-    },
-    CloseCode {
+    };
+
+    /// A client frame over the limit (1009).
+    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode {
         code: 1009,
         error_code: Some("MESSAGE_TOO_BIG"),
         extra_keys: &[],
         when: "The client sent a frame over `--max-inbound-bytes`.",
-    },
-    CloseCode {
+    };
+
+    /// The instance drains or shuts down (1012).
+    pub const SERVICE_RESTART: CloseCode = CloseCode {
         code: 1012,
         error_code: Some("SERVICE_RESTART"),
         extra_keys: &["retry_after_ms"],
         when: "The instance is draining (SIGTERM). `retry_after_ms` is a jittered delay to wait before reconnecting with `since`, to another instance.",
-    },
-];
+    };
+}
 
 /// One close code and when herald sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use herald::runtime::protocol::{CloseCode, close};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
@@ -153,13 +154,16 @@ pub(crate) enum Closing {
 
 impl Closing {
     /// The close code and its JSON reason.
-    pub(crate) fn frame(self) -> (u16, String) {
+    pub(crate) fn frame(self) -> (CloseCode, String) {
         match self {
-            Closing::Restart { retry_after_ms } => (1012, restart_reason(retry_after_ms)),
+            Closing::Restart { retry_after_ms } => (close::SERVICE_RESTART, restart_reason(retry_after_ms)),
             Closing::Disconnected => (
-                4003,
-                serde_json::json!({ "error_code": "DISCONNECTED", "message": "An operator disconnected this user" })
-                    .to_string(),
+                close::DISCONNECTED,
+                serde_json::json!({
+                    "error_code": close::DISCONNECTED.error_code,
+                    "message": "An operator disconnected this user",
+                })
+                .to_string(),
             ),
         }
     }
@@ -176,7 +180,7 @@ impl Closing {
 /// The reason of a 1012 close: reconnect (to another instance) after `retry_after_ms`.
 pub(crate) fn restart_reason(retry_after_ms: u64) -> String {
     serde_json::json!({
-        "error_code": "SERVICE_RESTART",
+        "error_code": close::SERVICE_RESTART.error_code,
         "message": "Server restarting; reconnect",
         "retry_after_ms": retry_after_ms,
     })

@@ -2,18 +2,9 @@
 //!
 //! Every connection is upgraded before its token is checked, because a browser cannot see an HTTP
 //! 403 at the handshake (it reports an anonymous 1006); a rejected token is closed with 1008 and a
-//! JSON reason instead. Close codes:
-//!
-//! | code | when |
-//! |---|---|
-//! | 1008 | the token is missing or invalid, or its `sub` is the placeholder `"unknown"` (reason: `{"error_code": ..., "message": ...}`) |
-//! | 4000 | the user already holds `--max-connections-per-user` sockets, counted across every instance (`QUOTA_EXCEEDED`) |
-//! | 4001 | the token's `exp` (plus `--jwt-leeway-seconds`) passed and no `auth` frame refreshed it (`TOKEN_EXPIRED`) |
-//! | 4002 | the connection's send queue filled up: the client is too slow (`SLOW_CONSUMER`); reconnect with `since` set to the last id processed to get what was missed |
-//! | 4003 | an operator disconnected the user (`DISCONNECTED`, see `admin`) |
-//! | 1001 | the client stopped answering pings, or stopped reading (`IDLE_TIMEOUT`) |
-//! | 1009 | the client sent a frame or message over `--max-inbound-bytes` (`MESSAGE_TOO_BIG`) |
-//! | 1012 | the instance drains or shuts down; reconnect (to another instance) after the reason's `retry_after_ms` (`SERVICE_RESTART`, see `drain`); also a socket opened while the instance drains |
+//! JSON reason instead. Every close code, when it is sent and what its JSON reason holds is in
+//! `herald::runtime::protocol::close` (also published in the AsyncAPI document); this module closes
+//! with those constants only.
 //!
 //! Client frames: `{"type":"ping"}` (answered `{"type":"pong"}`), `{"type":"resume","since":
 //! "<id>"}` (see below) and `{"type":"auth","token":
@@ -43,6 +34,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use herald::runtime::protocol::{CloseCode, close};
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
@@ -52,17 +44,6 @@ use crate::backend::now_unix_ms;
 use crate::hub::{QuotaExceeded, Registration};
 use crate::resume::{self, Resume, Since};
 use crate::session::{self, Closing, Session};
-
-/// Close codes, as documented above.
-mod close {
-    pub(super) const POLICY: u16 = 1008;
-    pub(super) const QUOTA: u16 = 4000;
-    pub(super) const TOKEN_EXPIRED: u16 = 4001;
-    pub(super) const SLOW_CONSUMER: u16 = 4002;
-    pub(super) const GOING_AWAY: u16 = 1001;
-    pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
-    pub(super) const SERVICE_RESTART: u16 = 1012;
-}
 
 /// The per-socket read buffer (see `upgrade`). tungstenite zero-fills the whole buffer before its
 /// first read, so every byte of it is resident for every idle socket; a frame longer than the buffer
@@ -142,8 +123,8 @@ const PONG: &str = r#"{"type":"pong"}"#;
 /// queues behind the notifications the client has not read), and must not keep its task forever.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn close_with(socket: &mut WebSocket, code: u16, reason: String) {
-    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+async fn close_with(socket: &mut WebSocket, close: CloseCode, reason: String) {
+    let frame = CloseFrame { code: close.code, reason: Utf8Bytes::from(reason) };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
@@ -174,7 +155,7 @@ impl Stop {
             Stop::Client => "client",
             Stop::Slow => {
                 let reason =
-                    reason("SLOW_CONSUMER", "Too many undelivered notifications; reconnect with since=<last id>");
+                    reason(close::SLOW_CONSUMER, "Too many undelivered notifications; reconnect with since=<last id>");
                 close_with(socket, close::SLOW_CONSUMER, reason).await;
                 "slow_client"
             }
@@ -192,11 +173,12 @@ impl Stop {
                 closing.metric()
             }
             Stop::Idle => {
-                close_with(socket, close::GOING_AWAY, reason("IDLE_TIMEOUT", "No answer to pings")).await;
+                close_with(socket, close::IDLE_TIMEOUT, reason(close::IDLE_TIMEOUT, "No answer to pings")).await;
                 "idle"
             }
             Stop::TooBig => {
-                let reason = reason("MESSAGE_TOO_BIG", "Client messages are limited in size; only pings are expected");
+                let reason =
+                    reason(close::MESSAGE_TOO_BIG, "Client messages are limited in size; only pings are expected");
                 close_with(socket, close::MESSAGE_TOO_BIG, reason).await;
                 "too_big"
             }
@@ -218,8 +200,9 @@ async fn write(socket: &mut WebSocket, message: Message, slow: &CancellationToke
     }
 }
 
-fn reason(error_code: &str, message: &str) -> String {
-    serde_json::json!({ "error_code": error_code, "message": message }).to_string()
+/// The JSON reason of a close with `close`'s `error_code`.
+fn reason(close: CloseCode, message: &str) -> String {
+    serde_json::json!({ "error_code": close.error_code.unwrap_or_default(), "message": message }).to_string()
 }
 
 async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, since: Option<Since>) {
@@ -239,7 +222,8 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
         Admission::OverQuota(user) => {
             tracing::info!(user, "connection refused: too many connections");
             app.metrics.closed("quota");
-            close_with(&mut socket, close::QUOTA, reason("QUOTA_EXCEEDED", "Connection limit exceeded")).await;
+            close_with(&mut socket, close::QUOTA_EXCEEDED, reason(close::QUOTA_EXCEEDED, "Connection limit exceeded"))
+                .await;
             return;
         }
     };

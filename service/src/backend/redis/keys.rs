@@ -14,6 +14,8 @@
 //!   notifications (batch ids hash to a shard).
 //! - untagged: dedupe sizing (`dedupe-parts`, `dedupe-count`), read and written outside scripts.
 
+use herald::runtime::USER_CHANNEL_PREFIX;
+
 /// How many user shards there are: enough to spread users over every node of a cluster, few
 /// enough that one shard's dedupe hash of one time bucket holds dozens of notifications even at a
 /// few notifications per second (see `dedupe`).
@@ -53,7 +55,7 @@ impl Keys {
     /// the user's dedupe marks.
     pub(crate) fn channel(&self, user: &str) -> String {
         if self.cluster {
-            format!("ws:{{{}}}:{user}", Self::user_tag(user))
+            format!("{USER_CHANNEL_PREFIX}{{{}}}:{user}", Self::user_tag(user))
         } else {
             herald::runtime::user_channel(user)
         }
@@ -61,7 +63,7 @@ impl Keys {
 
     /// The user a channel belongs to (the inverse of [`Keys::channel`]).
     pub(crate) fn channel_user<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        let rest = channel.strip_prefix("ws:")?;
+        let rest = channel.strip_prefix(USER_CHANNEL_PREFIX)?;
         if self.cluster { rest.strip_prefix('{')?.split_once("}:").map(|(_, user)| user) } else { Some(rest) }
     }
 
