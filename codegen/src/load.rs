@@ -680,9 +680,12 @@ impl Loader {
         }
         let batch_owner = owner.and_then(|owner| {
             let mut reader = Reader { loader: self, at: at.child("batch_owner") };
-            let user = reader.string(&owner, "user", true);
-            let batch = reader.string(&owner, "batch", true);
+            let user = reader.string(&owner, "user", false);
+            let batch = reader.string(&owner, "batch", false);
             self.check_keys(&at.child("batch_owner"), &owner, &["user", "batch"]);
+            if let Err(message) = rules::batch_owner(owner.contains_key("user"), owner.contains_key("batch")) {
+                self.error(&at.child("batch_owner"), message, "set both \"user\" and \"batch\" to payload keys");
+            }
             Some((user?, batch?))
         });
 

@@ -62,6 +62,21 @@ pub fn case_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A batch owner names both the payload field holding the owner's user id and the one holding the
+/// batch id: given whether each was given.
+pub fn batch_owner(has_user: bool, has_batch: bool) -> Result<(), String> {
+    let missing = match (has_user, has_batch) {
+        (true, true) => return Ok(()),
+        (true, false) => "`batch` is missing",
+        (false, true) => "`user` is missing",
+        (false, false) => "both are missing",
+    };
+    Err(format!(
+        "`batch_owner` needs both `user` (the field holding the owner's user id) and `batch` (the field \
+         holding the batch id); {missing}"
+    ))
+}
+
 /// A recipient names a user, a batch (whose owner is notified), or both; `None` means not given.
 pub fn recipient(user: Option<&str>, batch: Option<&str>) -> Result<(), String> {
     if user.is_none() && batch.is_none() {

@@ -141,21 +141,9 @@ fn parse_attributes(input: &DeriveInput) -> syn::Result<Attributes> {
                         *slot = Some(inner.value()?.parse()?);
                         Ok(())
                     })?;
-                    let missing = match (user, batch) {
-                        (Some(user), Some(batch)) => {
-                            attributes.owner = Some((user, batch));
-                            None
-                        }
-                        (Some(_), None) => Some("`batch = field` is missing"),
-                        (None, Some(_)) => Some("`user = field` is missing"),
-                        (None, None) => Some("both are missing"),
-                    };
-                    if let Some(missing) = missing {
-                        return Err(syn::Error::new(
-                            span,
-                            format!("`batch_owner` needs both `user = field` and `batch = field`; {missing}"),
-                        ));
-                    }
+                    rules::batch_owner(user.is_some(), batch.is_some())
+                        .map_err(|message| syn::Error::new(span, message))?;
+                    attributes.owner = user.zip(batch);
                 }
                 "forward" => {
                     parse_list(&meta, |inner| {
