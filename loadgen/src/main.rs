@@ -49,6 +49,9 @@ use herald_loadgen::redis_info::RedisReading;
 /// more than one partition.
 const WARMUP_USERS: usize = 8;
 
+/// The longest `--wait-for` waits for its file.
+const WAIT_FOR_LIMIT: Duration = Duration::from_secs(600);
+
 /// How long a warm-up round waits before sending the missing warm-up events again.
 const WARMUP_ROUND: Duration = Duration::from_secs(2);
 
@@ -122,7 +125,8 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     // 1. Connections.
     progress(&format!(
         "run {run_id}: opening {} connections for {users} users to {}",
-        options.connections, options.url
+        options.connections,
+        options.url.join(", ")
     ));
     let (handshakes, mut handshake_results) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
@@ -137,11 +141,12 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     });
     let opening = Instant::now();
     let mut tasks = JoinSet::new();
+    let urls: Arc<[String]> = options.url.clone().into();
     for index in 0..options.connections {
         let user = index % users;
         tasks.spawn(sockets::connection(
             user,
-            options.url.clone(),
+            (Arc::clone(&urls), index),
             identities[user].token.clone(),
             Arc::clone(&tracker),
             Arc::clone(&dial),
@@ -182,6 +187,18 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         "warm-up arrived after {warmup_seconds:.2} s; sending {} events at {}/s",
         options.events, options.rate
     ));
+
+    if let Some(path) = &options.wait_for {
+        progress(&format!("waiting for {} before sending", path.display()));
+        let waiting = Instant::now();
+        while !path.exists() {
+            if waiting.elapsed() > WAIT_FOR_LIMIT {
+                let error = format!("{} did not appear within {} s", path.display(), WAIT_FOR_LIMIT.as_secs());
+                return Err(abandon(&error, &stop, tasks).await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // 3. Measured events.
     let measuring_from = tracker.elapsed();
@@ -303,7 +320,7 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         && copies.resumes.unanswered == 0;
     Ok(Report {
         date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        url: options.url.clone(),
+        url: options.url.join(","),
         topic: options.topic.clone(),
         event_type: options.event_type.clone(),
         users,

@@ -13,9 +13,12 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "herald-loadgen", version, about, long_about = None)]
 pub(crate) struct Options {
-    /// WebSocket endpoint of the server; each connection appends `token=JWT` to its query.
-    #[arg(long, env = "HERALD_LOADGEN_URL", default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    /// WebSocket endpoint of the server; each connection appends `token=JWT` to its query. Several
+    /// endpoints (instances with no balancer in front), comma-separated or repeated: connection i
+    /// opens at endpoint i mod N, and every reconnect moves on to the next endpoint, as a browser
+    /// behind a balancer lands on another instance when its own is gone.
+    #[arg(long, env = "HERALD_LOADGEN_URL", value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: Vec<String>,
 
     /// Allow a --url whose host is not a loopback address (a load test aimed at a shared or
     /// production server by mistake does real harm, so this must be said explicitly).
@@ -104,6 +107,12 @@ pub(crate) struct Options {
     #[arg(long, short = 'r', default_value_t = 200.0)]
     pub rate: f64,
 
+    /// Before the measured phase (after the warm-up), wait until this file exists: several loadgen
+    /// processes holding one large population of connections start sending together (see
+    /// `scripts/scale.sh`). Gives up after 600 s.
+    #[arg(long)]
+    pub wait_for: Option<PathBuf>,
+
     /// Seconds to wait after the last event for copies still on their way.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
@@ -172,14 +181,18 @@ impl Options {
         if self.connect_concurrency == 0 {
             return Err("--connect-concurrency must be at least 1".into());
         }
-        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
-            return Err(format!("--url must start with ws:// or wss://, got {:?}", self.url));
+        if self.url.is_empty() {
+            return Err("--url needs at least one endpoint".into());
         }
-        if !self.allow_remote && !is_loopback_url(&self.url) {
-            return Err(format!(
-                "--url {:?} is not a loopback address; pass --allow-remote if you really mean to load that server",
-                self.url
-            ));
+        for url in &self.url {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return Err(format!("--url must start with ws:// or wss://, got {url:?}"));
+            }
+            if !self.allow_remote && !is_loopback_url(url) {
+                return Err(format!(
+                    "--url {url:?} is not a loopback address; pass --allow-remote if you really mean to load that server"
+                ));
+            }
         }
         Ok(())
     }

@@ -75,12 +75,12 @@ pub(crate) struct Dial {
     pub resume: bool,
 }
 
-/// Opens one connection for `user` at `url` (without a token: `token` is added to each attempt)
-/// and reads it, reconnecting with `since` when it ends, until `dial.stop` is cancelled or it ends
-/// for good.
+/// Opens one connection for `user` at one of `urls` (without a token: `token` is added to each
+/// attempt), the first at `urls[first % len]`, and reads it, reconnecting with `since` at the next
+/// endpoint when it ends, until `dial.stop` is cancelled or it ends for good.
 pub(crate) async fn connection(
     user: usize,
-    url: String,
+    (urls, first): (Arc<[String]>, usize),
     token: String,
     tracker: Arc<Tracker>,
     dial: Arc<Dial>,
@@ -89,9 +89,12 @@ pub(crate) async fn connection(
     let mut cursor = Cursor::default();
     let mut opened_once = false;
     let mut failures: u32 = 0;
+    let mut attempt = first;
     loop {
+        let url = &urls[attempt % urls.len()];
+        attempt = attempt.wrapping_add(1);
         let since = cursor.since().map(str::to_owned);
-        let target = connection_url(&resume_url(&url, since.as_deref()), &token);
+        let target = connection_url(&resume_url(url, since.as_deref()), &token);
         let opened = {
             let _permit = dial.gate.acquire().await;
             let config = WebSocketConfig::default().read_buffer_size(dial.read_buffer_bytes);
