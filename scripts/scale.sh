@@ -82,8 +82,8 @@ for knob in CONNECTIONS INSTANCES USERS EVENTS DRAIN PER_LOADGEN KILL_AFTER PART
 done
 [[ "$RATE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "RATE must be a number, got '$RATE'"
 LOADGENS=$(((CONNECTIONS + PER_LOADGEN - 1) / PER_LOADGEN))
-((USERS % LOADGENS == 0 && CONNECTIONS % LOADGENS == 0 && EVENTS % LOADGENS == 0)) \
-  || die "CONNECTIONS, USERS and EVENTS must divide evenly over the $LOADGENS loadgens"
+# Loadgen n's share of TOTAL: an even split, the remainder going one each to the first loadgens.
+share() { echo $(($1 / LOADGENS + ($2 <= $1 % LOADGENS ? 1 : 0))); }
 ((USERS <= CONNECTIONS)) || die "USERS must not exceed CONNECTIONS"
 PER_USER=$(((CONNECTIONS + USERS - 1) / USERS))
 mkdir -p "$OUT"
@@ -131,7 +131,14 @@ bash scripts/infra/kafka.sh status >/dev/null 2>&1 || STARTED_KAFKA=1
 bash scripts/infra/redis.sh status >/dev/null 2>&1 || STARTED_REDIS=1
 eval "$(bash scripts/infra/up.sh --env)"
 : "${HERALD_TEST_KAFKA:?up.sh did not export HERALD_TEST_KAFKA}" "${HERALD_TEST_REDIS:?up.sh did not export HERALD_TEST_REDIS}"
-mapfile -t TOPICS < <(sed -n 's/.*"topic": *"\([^"]*\)".*/\1/p' event-defs/*.json | sort -u | grep -vx "$TOPIC")
+# Every topic herald subscribes to exists in production; create them all, the bench topic with
+# PARTITIONS partitions.
+mapfile -t TOPICS < <(python3 -c '
+import json, sys
+for path in sys.argv[2:]:
+    for topic in json.load(open(path)).get("x-herald", {}).get("event", {}).get("topics", []):
+        if topic != sys.argv[1]:
+            print(topic)' "$TOPIC" event-defs/*.json | sort -u)
 bash scripts/infra/kafka.sh topics-create "${TOPICS[@]}" "$TOPIC:$PARTITIONS" >"$OUT/topics.log" 2>&1 \
   || { cat "$OUT/topics.log" >&2; die "cannot create the topics"; }
 
@@ -173,12 +180,12 @@ RSS_BEFORE=0
 for pid in "${HERALD_PIDS[@]}"; do RSS_BEFORE=$((RSS_BEFORE + $(rss_kib "$pid"))); done
 log "$INSTANCES instances ready (pids ${HERALD_PIDS[*]}; $((RSS_BEFORE / 1024)) MiB together)"
 
-PER_CONNECTIONS=$((CONNECTIONS / LOADGENS))
-PER_USERS=$((USERS / LOADGENS))
-PER_EVENTS=$((EVENTS / LOADGENS))
-PER_RATE=$(awk -v rate="$RATE" -v n="$LOADGENS" 'BEGIN { printf "%.3f", rate / n }')
-log "$LOADGENS loadgens: $PER_CONNECTIONS connections, $PER_USERS users, $PER_EVENTS events at $PER_RATE/s each"
+log "$LOADGENS loadgens share $CONNECTIONS connections, $USERS users and $EVENTS events at $RATE/s"
 for n in $(seq 1 "$LOADGENS"); do
+  PER_CONNECTIONS=$(share "$CONNECTIONS" "$n")
+  PER_USERS=$(share "$USERS" "$n")
+  PER_EVENTS=$(share "$EVENTS" "$n")
+  PER_RATE=$(awk -v rate="$RATE" -v part="$PER_EVENTS" -v all="$EVENTS" 'BEGIN { printf "%.3f", rate * part / all }')
   # Loadgen n starts its connections at instance n, so every instance gets its share of each.
   rotated=("${URLS[@]:$(((n - 1) % INSTANCES))}" "${URLS[@]:0:$(((n - 1) % INSTANCES))}")
   urls=$(IFS=,; echo "${rotated[*]}")
