@@ -120,6 +120,12 @@ impl Keys {
         format!("{}{{{}}}:connections:{user}", self.prefix, Self::user_tag(user))
     }
 
+    /// Which keys of users may go into one script call: on a cluster, the users of one shard (whose
+    /// keys share a slot); on a single Redis, any.
+    pub(crate) fn script_group(&self, user: &str) -> u64 {
+        if self.cluster { fnv1a(user) % USER_SHARDS } else { 0 }
+    }
+
     /// The channel every instance listens to for orders (see `presence`): `{prefix}control`, or
     /// `{prefix}{control}` on a cluster, where it is a sharded channel of one slot.
     pub(crate) fn control_channel(&self) -> String {
@@ -171,6 +177,15 @@ mod tests {
                 assert_eq!(slot(&keys.dedupe(user, ttl, bucket, part)), slot(&channel), "{user}");
             }
             assert_eq!(slot(&keys.history(user)), slot(&channel), "{user}");
+        }
+        // Users of one script group share a slot: a refresh call carries all their keys.
+        let mut groups: std::collections::HashMap<u64, Vec<u16>> = std::collections::HashMap::new();
+        for user in (0..5_000).map(|n| format!("user-{n}")) {
+            groups.entry(keys.script_group(&user)).or_default().push(slot(&keys.connections(&user)));
+        }
+        assert!(groups.len() > 1, "a cluster spreads users over groups");
+        for slots in groups.values() {
+            assert!(slots.iter().all(|each| *each == slots[0]), "{slots:?}");
         }
         for batch in ["batch-1", "b}x", "{weird}"] {
             let owner = slot(&keys.owner(batch));

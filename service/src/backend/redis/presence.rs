@@ -7,8 +7,8 @@
 //! the entry goes stale (Redis time, milliseconds). A handshake runs `ADMIT` (drop stale members,
 //! refuse at `--max-connections-per-user`, else add its member) before the hub registers the
 //! socket; a closed socket removes its member. Every `--presence-refresh-ms` each instance re-adds
-//! its own sockets' members with a fresh score of three intervals ahead (one command per user,
-//! not per socket). So the sockets of an instance that died (killed, partitioned) stop counting at
+//! its own sockets' members with a fresh score of three intervals ahead (one script call per up to
+//! 256 users whose keys share a slot, not one per user or per socket). So the sockets of an instance that died (killed, partitioned) stop counting at
 //! most three refresh intervals after its last refresh, and are deleted by the next handshake of
 //! that user (or with the key, which expires with its last member). Scores use Redis's clock
 //! (`TIME` inside the scripts), so instances with skewed clocks agree.
@@ -63,18 +63,31 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// Gives this instance's members of one user a fresh score.
-/// KEYS: the user's connection set. ARGV: stale after (ms), then the members.
+/// Gives this instance's members of several users a fresh score: one call per group of users
+/// whose keys share a slot (see `Keys::script_group`), instead of one round trip per user.
+/// KEYS: the users' connection sets. ARGV: stale after (ms), then for each key the number of its
+/// members followed by the members. Returns how many members were refreshed.
 const REFRESH: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local stale = now + tonumber(ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], stale, ARGV[i])
+local at = 2
+local refreshed = 0
+for k = 1, #KEYS do
+  local count = tonumber(ARGV[at])
+  at = at + 1
+  for i = 1, count do
+    redis.call('ZADD', KEYS[k], stale, ARGV[at])
+    at = at + 1
+  end
+  refreshed = refreshed + count
+  redis.call('PEXPIRE', KEYS[k], ARGV[1])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
+return refreshed
 ";
+
+/// The most users one refresh call carries: a call blocks Redis while it runs, so it stays short.
+const REFRESH_BATCH_USERS: usize = 256;
 
 /// The global connection count of this instance.
 pub(crate) struct Presence {
@@ -199,15 +212,22 @@ impl Presence {
     }
 
     async fn refresh_all(&self) -> Result<(), Unavailable> {
-        let snapshot: Vec<(String, Vec<u64>)> =
-            self.lock().iter().map(|(user, numbers)| (user.clone(), numbers.clone())).collect();
-        for (user, numbers) in snapshot {
-            let mut invocation = self.refresh_script.prepare_invoke();
-            invocation.key(self.redis.keys.connections(&user)).arg(self.stale_after_ms());
-            for number in numbers {
-                invocation.arg(self.member(number));
+        let mut groups: HashMap<u64, Vec<(String, Vec<u64>)>> = HashMap::new();
+        for (user, numbers) in self.lock().iter() {
+            groups.entry(self.redis.keys.script_group(user)).or_default().push((user.clone(), numbers.clone()));
+        }
+        for users in groups.values() {
+            for batch in users.chunks(REFRESH_BATCH_USERS) {
+                let mut invocation = self.refresh_script.prepare_invoke();
+                invocation.arg(self.stale_after_ms());
+                for (user, numbers) in batch {
+                    invocation.key(self.redis.keys.connections(user)).arg(numbers.len());
+                    for number in numbers {
+                        invocation.arg(self.member(*number));
+                    }
+                }
+                let _: i64 = self.redis.invoke(&invocation).await?;
             }
-            let _: i64 = self.redis.invoke(&invocation).await?;
         }
         Ok(())
     }
