@@ -144,6 +144,15 @@ bash scripts/infra/kafka.sh topics-create "${TOPICS[@]}" "$TOPIC:$PARTITIONS" >"
 
 ulimit -n "$(ulimit -Hn)"
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU time of processes in clock ticks (utime + stime); a process that is gone counts 0.
+cpu_ticks() {
+  local pid total=0
+  for pid in "$@"; do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8, $5 }' /proc/stat; }
 
 URLS=()
 for i in $(seq 1 "$INSTANCES"); do
@@ -232,6 +241,10 @@ for i in $(seq 1 "$INSTANCES"); do
 done
 RSS_OPEN=0
 for pid in "${HERALD_PIDS[@]}"; do RSS_OPEN=$((RSS_OPEN + $(rss_kib "$pid"))); done
+REDIS_PID=$(redis-cli -u "$HERALD_TEST_REDIS" info server | awk -F: '/^process_id:/ { print $2 }' | tr -d '\r')
+HERALD_TICKS_BEFORE=$(cpu_ticks "${HERALD_PIDS[@]}")
+REDIS_TICKS_BEFORE=$(cpu_ticks "$REDIS_PID")
+read -r BUSY_BEFORE IDLE_BEFORE < <(machine_ticks)
 touch "$GO"
 log "$HELD connections held; sending"
 
@@ -248,15 +261,21 @@ for pid in "${LOADGEN_PIDS[@]}"; do
   ((code == 0)) || { ((code == 2 && STATUS != 1)) && STATUS=2 || STATUS=1; }
 done
 LOADGEN_PIDS=()
+# The killed instance's ticks are lost with it: the CPU figures then undercount.
+HERALD_TICKS=$(($(cpu_ticks "${HERALD_PIDS[@]}") - HERALD_TICKS_BEFORE))
+REDIS_TICKS=$(($(cpu_ticks "$REDIS_PID") - REDIS_TICKS_BEFORE))
+read -r BUSY_AFTER IDLE_AFTER < <(machine_ticks)
+BUSY_PERCENT=$((100 * (BUSY_AFTER - BUSY_BEFORE) / (BUSY_AFTER - BUSY_BEFORE + IDLE_AFTER - IDLE_BEFORE + 1)))
 
 for n in $(seq 1 "$LOADGENS"); do
   echo "== loadgen $n"
   cat "$OUT/loadgen-$n.txt"
 done
 # Totals over the loadgens: copies expected, delivered, missing and duplicated, and the worst p99.
-python3 - "$OUT" "$LOADGENS" "$HELD" "$RSS_BEFORE" "$RSS_OPEN" "$CONNECTIONS" "$INSTANCES" "$KILL" <<'PY'
+python3 - "$OUT" "$LOADGENS" "$HELD" "$RSS_BEFORE" "$RSS_OPEN" "$CONNECTIONS" "$INSTANCES" "$KILL" \
+  "$HERALD_TICKS" "$REDIS_TICKS" "$(getconf CLK_TCK)" "$BUSY_PERCENT" <<'PY'
 import json, sys
-out, loadgens, held, before, opened, connections, instances, kill = sys.argv[1:]
+out, loadgens, held, before, opened, connections, instances, kill, herald_ticks, redis_ticks, hz, busy = sys.argv[1:]
 reports = [json.load(open(f"{out}/loadgen-{n}.json")) for n in range(1, int(loadgens) + 1)]
 def total(path):
     value = 0
@@ -278,6 +297,9 @@ summary = {
     "resumes_not_recovered": total(["copies", "resumes", "not_recovered"]),
     "p50_ms_worst_loadgen": p50, "p99_ms_worst_loadgen": p99,
     "herald_rss_mib_open": round(int(opened) / 1024, 1), "herald_rss_kib_per_socket": round(per_socket, 2),
+    "herald_cpu_us_per_event": round(int(herald_ticks) / int(hz) * 1e6 / max(total(["events", "sent"]), 1), 1),
+    "redis_cpu_us_per_event": round(int(redis_ticks) / int(hz) * 1e6 / max(total(["events", "sent"]), 1), 1),
+    "machine_busy_percent": int(busy),
     "complete": all(report.get("complete") for report in reports),
 }
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
