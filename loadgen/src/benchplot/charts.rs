@@ -8,6 +8,18 @@ use crate::runs::{Run, SERVERS, server_rank};
 
 const SIZE: (u32, u32) = (960, 600);
 
+/// One colour per rate, in ladder order (Tableau 10: distinct, and none too pale on white).
+const RATE_COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
 /// The highest "nines" the CDF shows: p99.99.
 const NINES: f64 = 4.0;
 
@@ -85,7 +97,8 @@ pub(crate) fn latency_cdf(runs: &[Run], caption: &str) -> Result<String, String>
             .draw()
             .map_err(failed("latency axes"))?;
         for run in ordered(runs) {
-            let colour = Palette99::pick(rates.iter().position(|rate| *rate == run.target_rate).unwrap_or(0));
+            let rank = rates.iter().position(|rate| *rate == run.target_rate).unwrap_or(0);
+            let colour = RATE_COLOURS[rank % RATE_COLOURS.len()];
             let style = colour.stroke_width(2);
             let label =
                 format!("{} at {}/s{}", run.server, run.target_rate, if run.saturated { " (saturated)" } else { "" });
@@ -100,7 +113,8 @@ pub(crate) fn latency_cdf(runs: &[Run], caption: &str) -> Result<String, String>
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            // Tails (p99 and up) are never under a millisecond here: the upper left stays free.
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.9))
             .border_style(RGBColor(180, 180, 180))
             .draw()

@@ -2,7 +2,7 @@
 //! ClassCreatedV1 and handed to the recipient's sockets.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use rdkafka::ClientConfig;
@@ -31,10 +31,20 @@ pub(crate) fn subscribe(
     Ok(consumer)
 }
 
+/// How often the consumer writes its own view of the lag to standard error.
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 /// Consumes until the consumer fails for good; records that are not ClassCreatedV1 envelopes
-/// are skipped (and counted on standard error, once per thousand).
+/// are skipped (and counted on standard error, once per thousand). Every [`LAG_REPORT_EVERY`] it
+/// writes how far behind the records' Kafka timestamps it handed them to the sockets (herald's
+/// `herald_kafka_to_socket_seconds`, roughly), so a slow run can be told apart: is the consumer
+/// behind, or the path after it?
 pub(crate) async fn consume(consumer: StreamConsumer, app: Arc<App>, notification: Arc<str>) -> Result<(), String> {
     let mut skipped: u64 = 0;
+    // 1 ms to 10 min, 2 significant digits.
+    let mut lag_ms = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 2)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
+    let mut window = Instant::now();
     loop {
         let record = match consumer.recv().await {
             Ok(record) => record,
@@ -46,6 +56,19 @@ pub(crate) async fn consume(consumer: StreamConsumer, app: Arc<App>, notificatio
         };
         let ms = record.timestamp().to_millis().and_then(|ms| u64::try_from(ms).ok()).unwrap_or_else(now_ms);
         let delivered = record.payload().and_then(|payload| deliver(&app, &notification, payload, ms));
+        lag_ms.saturating_record(now_ms().saturating_sub(ms).max(1));
+        if window.elapsed() >= LAG_REPORT_EVERY {
+            eprintln!(
+                "herald-refserver: {} records in {:.1} s; Kafka timestamp to sockets: p50 {} ms, p99 {} ms, max {} ms",
+                lag_ms.len(),
+                window.elapsed().as_secs_f64(),
+                lag_ms.value_at_quantile(0.5),
+                lag_ms.value_at_quantile(0.99),
+                lag_ms.max()
+            );
+            lag_ms.reset();
+            window = Instant::now();
+        }
         if delivered.is_none() {
             skipped += 1;
             if skipped % 1000 == 1 {
