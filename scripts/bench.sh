@@ -208,6 +208,11 @@ fi
 start_server() {
   local server=$1 dir=$2 port=$3 group=$4
   SERVER_NAME=$server
+  # Something already answering there would be measured instead (and pass the readiness check).
+  if curl -s -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then
+    log "127.0.0.1:$port is already taken by another process; stop it or choose another PORT/REF_PORT"
+    return 1
+  fi
   log "starting $server on 127.0.0.1:$port (group $group, log $dir/server.log)"
   if [[ "$server" == herald ]]; then
     # shellcheck disable=SC2086 # HERALD_ARGS is a list of flags

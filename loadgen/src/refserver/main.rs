@@ -139,11 +139,7 @@ async fn run(options: Options) -> Result<(), String> {
         .map_err(|error| format!("cannot listen on {}: {error}; is the port taken?", options.listen))?;
     app.ready.store(true, Ordering::Release);
 
-    let router = Router::new()
-        .route("/ws", get(sockets::upgrade))
-        .route("/ws/", get(sockets::upgrade))
-        .route("/readyz", get(readyz))
-        .with_state(Arc::clone(&app));
+    let router = router(Arc::clone(&app));
     let mut server = tokio::spawn(async move { axum::serve(listener, router).await });
     let notification: Arc<str> = Arc::from(options.notification.as_str());
     let mut consuming = tokio::spawn(consumer::consume(consumer, Arc::clone(&app), notification));
@@ -160,6 +156,60 @@ async fn run(options: Options) -> Result<(), String> {
     }
 }
 
+/// The HTTP routes: `/ws` (and `/ws/`) and `/readyz`.
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/ws", get(sockets::upgrade))
+        .route("/ws/", get(sockets::upgrade))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
 async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> StatusCode {
     if app.ready.load(Ordering::Acquire) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    /// The server on a loopback port of its own, without Kafka: the hub is fed directly.
+    async fn serve() -> (Arc<App>, SocketAddr) {
+        let app = Arc::new(App {
+            hub: Hub::default(),
+            verifier: Verifier::new("s3cret", Some("aud"), Some("iss")),
+            send_queue: 4,
+            ready: AtomicBool::new(true),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let routes = router(Arc::clone(&app));
+        tokio::spawn(async move { axum::serve(listener, routes).await });
+        (app, address)
+    }
+
+    #[tokio::test]
+    async fn a_socket_gets_its_users_notifications_answers_pings_and_a_bad_token_is_closed_with_1008() {
+        let (app, address) = serve().await;
+        let token = herald_loadgen::token::sign("s3cret", "teacher-1", Some("aud"), Some("iss"), 60).unwrap();
+        let url = herald_loadgen::wire::connection_url(&format!("ws://{address}/ws"), &token);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        // Registered before the handshake was answered: nothing sent from now on is missed.
+        assert_eq!(app.hub.deliver("teacher-1", 5, |id| axum::extract::ws::Utf8Bytes::from(format!("note {id}"))), 1);
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("note 5-0"));
+        socket.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(r#"{"type":"pong"}"#));
+        socket.close(None).await.unwrap();
+
+        let forged = herald_loadgen::token::sign("other", "teacher-1", Some("aud"), Some("iss"), 60).unwrap();
+        let url = herald_loadgen::wire::connection_url(&format!("ws://{address}/ws"), &forged);
+        let (mut refused, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        match refused.next().await.unwrap().unwrap() {
+            Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1008),
+            other => panic!("expected a 1008 close, got {other:?}"),
+        }
+    }
 }

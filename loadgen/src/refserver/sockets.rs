@@ -4,6 +4,7 @@
 //! ends the socket).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
@@ -22,6 +23,10 @@ const READ_BUFFER_BYTES: usize = 4096;
 const MAX_INBOUND_BYTES: usize = 4096;
 
 const PONG: &str = r#"{"type":"pong"}"#;
+
+/// How long a close frame may wait to be written: a client that stopped reading cannot take it,
+/// and must not keep its task forever (herald's `CLOSE_TIMEOUT`).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks HS256 tokens as herald does: signature, `exp`, and `aud`/`iss` when configured.
 pub(crate) struct Verifier {
@@ -106,7 +111,7 @@ pub(crate) async fn upgrade(
 async fn refuse(mut socket: WebSocket, message: String) {
     let reason = serde_json::json!({ "error_code": "AUTHENTICATION_FAILED", "message": message }).to_string();
     let frame = CloseFrame { code: 1008, reason: Utf8Bytes::from(reason) };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
 /// Writes the socket's queue and reads its frames until either side ends it.
@@ -123,7 +128,7 @@ async fn serve(mut socket: WebSocket, registration: Registration, mut queue: mps
                     // The hub dropped this socket's queue because it was full.
                     let reason = r#"{"error_code":"SLOW_CONSUMER","message":"the send queue overflowed"}"#;
                     let frame = CloseFrame { code: 4002, reason: Utf8Bytes::from_static(reason) };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
                     break;
                 }
             },
