@@ -35,7 +35,10 @@
 #   DRAIN=15             seconds to wait after the last event for copies still on their way
 #   TARGET_MS=100        delivery target; the report gives the share of copies within it
 #   PORT=38080           herald's listen port (loopback only)
-#   REF_PORT=PORT+1      herald-refserver's listen port
+#   REF_PORT=PORT+1      herald-refserver's listen port. Both defaults are in Linux's ephemeral
+#                        range (32768-60999): while something else on the machine holds tens of
+#                        thousands of loopback connections, one may briefly own the port as its
+#                        source and the server cannot listen; then use ports below 32768
 #   KAFKA_PORT=39192     Kafka broker port (39092 shares the test suite's broker)
 #   REDIS_PORT=36479     Redis port (36379 shares the test suite's Redis)
 #   TOPIC=huleedu.class.created.v1   topic loadgen produces to; herald consumes class_created from it

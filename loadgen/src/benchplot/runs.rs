@@ -154,26 +154,31 @@ pub(crate) fn tables(runs: &[Run], max_p99_ms: f64) -> String {
             if run.saturated { "yes" } else { "no" },
         );
     }
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "| events/s | p50 herald / reference | p99 herald / reference | CPU per event | RSS per idle socket |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     let rates: BTreeSet<u64> = runs.iter().map(|run| run.target_rate.to_bits()).collect();
     let mut rates: Vec<f64> = rates.into_iter().map(f64::from_bits).collect();
     rates.sort_by(f64::total_cmp);
+    let mut ratios = String::new();
     for rate in rates {
         let find = |server: &str| runs.iter().find(|run| run.server == server && run.target_rate == rate);
         let (Some(herald), Some(reference)) = (find("herald"), find("reference")) else { continue };
         let _ = writeln!(
-            out,
+            ratios,
             "| {rate} | {} | {} | {} | {} |",
             ratio(herald.p50_ms, reference.p50_ms),
             ratio(herald.p99_ms, reference.p99_ms),
             ratio(herald.cpu_us_per_event, reference.cpu_us_per_event),
             ratio(herald.rss_kib_per_idle_socket, reference.rss_kib_per_idle_socket),
         );
+    }
+    // Without a rate both servers ran (REFERENCE=0, or one server failed), there is nothing to divide.
+    if !ratios.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| events/s | p50 herald / reference | p99 herald / reference | CPU per event | RSS per idle socket |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        out.push_str(&ratios);
     }
     let _ = writeln!(out);
     for server in SERVERS {
@@ -222,5 +227,7 @@ mod tests {
         assert!(text.contains("| 1000 | 2.00× | 2.00× | 4.00× | 1.00× |"), "{text}");
         assert!(text.contains("herald: highest rate sustained (0 lost, p99 ≤ 1000 ms): 1000/s"), "{text}");
         assert!(text.contains("| 2000 (2000) | herald | 97 / 100 | 3 |"), "{text}");
+        let alone = tables(&runs[..1], 1000.0);
+        assert!(!alone.contains("herald / reference"), "no ratios without a reference run: {alone}");
     }
 }
