@@ -1,33 +1,51 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — herald's delivery benchmark: many WebSocket connections, events through a real
-# Kafka broker and Redis, produce-to-browser latency and completeness. See docs/benchmarks.md.
+# Kafka broker and Redis, produce-to-browser latency and completeness, each run repeated under the
+# same load against a reference server (herald-refserver: Kafka → in-process map → socket, no Redis,
+# no validation) so herald's figures come with ratios that compare across noisy machines.
+# See docs/benchmarks.md.
 #
 # Usage: [KNOB=value ...] bash scripts/bench.sh
 #
 # It builds the release binaries, starts a Kafka broker and a Redis of its own
 # (scripts/infra/up.sh on loopback ports 39192 and 36479, not the test suite's 39092 and 36379:
 # a broker that tests have filled with thousands of topics stalls in garbage collection and would be
-# measured instead of herald), creates herald's topics, starts a release herald in production mode on
-# 127.0.0.1:$PORT, waits for /readyz, runs herald-loadgen against it with --server-pid and
-# --redis-addr (herald's and Redis's CPU and memory per notification), stops herald with SIGTERM and
-# prints the report. Whatever it started (herald, and Kafka or Redis if they were
-# not already running) is stopped on exit, failure and Ctrl-C included.
+# measured instead of herald), creates herald's topics, then for each rate (RATE, or each of RATES):
+# starts a release herald in production mode on 127.0.0.1:$PORT, waits for /readyz, runs
+# herald-loadgen against it with --server-pid and --redis-addr (herald's and Redis's CPU and memory
+# per notification), stops herald with SIGTERM; then the same against herald-refserver on
+# 127.0.0.1:$REF_PORT (same connections, users, rate and events; a consumer group of its own). Last,
+# herald-benchplot prints herald's figures next to the reference server's and as ratios
+# (comparison.md) and draws latency-cdf.svg and throughput-p99.svg. Whatever it started (the
+# servers, and Kafka or Redis if they were not already running) is stopped on exit, failure and
+# Ctrl-C included.
 #
 # Knobs (environment variables, with defaults):
 #   CONNECTIONS=1000     WebSocket connections loadgen opens and holds
 #   USERS=250            users the connections are spread over (CONNECTIONS/USERS per user)
 #   RATE=200             events per second produced to Kafka
 #   EVENTS=4000          events in the measured phase (round-robin over the users)
+#   RATES=               a ladder, e.g. "1000 2000 5000 10000": each rate in turn, herald then the
+#                        reference server; a server's climb stops at the first rate where it
+#                        saturates (a copy lost, or p99 over MAX_P99_MS). Replaces RATE
+#   DURATION=            seconds of sending per run: EVENTS becomes rate × DURATION (for a ladder,
+#                        e.g. DURATION=15); empty: EVENTS as given
+#   MAX_P99_MS=1000      p99 above which a run counts as saturated (ladder and comparison)
+#   REFERENCE=1          0: herald only (no reference runs, no ratios)
 #   DRAIN=15             seconds to wait after the last event for copies still on their way
 #   TARGET_MS=100        delivery target; the report gives the share of copies within it
 #   PORT=38080           herald's listen port (loopback only)
+#   REF_PORT=PORT+1      herald-refserver's listen port. Both defaults are in Linux's ephemeral
+#                        range (32768-60999): while something else on the machine holds tens of
+#                        thousands of loopback connections, one may briefly own the port as its
+#                        source and the server cannot listen; then use ports below 32768
 #   KAFKA_PORT=39192     Kafka broker port (39092 shares the test suite's broker)
 #   REDIS_PORT=36479     Redis port (36379 shares the test suite's Redis)
 #   TOPIC=huleedu.class.created.v1   topic loadgen produces to; herald consumes class_created from it
-#   JWT_SECRET=herald-bench-secret   HS256 secret shared by herald and loadgen
-#   JWT_AUDIENCE=herald-bench JWT_ISSUER=herald-bench   aud and iss herald requires and loadgen signs
+#   JWT_SECRET=herald-bench-secret   HS256 secret shared by the servers and loadgen
+#   JWT_AUDIENCE=herald-bench JWT_ISSUER=herald-bench   aud and iss the servers require and loadgen signs
 #   MAX_PER_USER=        herald --max-connections-per-user (default: max(5, CONNECTIONS/USERS rounded up))
-#   SEND_QUEUE=256       herald --send-queue
+#   SEND_QUEUE=256       herald's and herald-refserver's --send-queue
 #   HISTORY_SIZE=        herald --history-size (notifications kept per user for resume; 0: no
 #                        history, the baseline for the cost of history; empty: herald's default)
 #   MAX_IDLE_KIB=10      herald RSS per idle authenticated socket must stay at or under this (KiB);
@@ -35,14 +53,21 @@
 #   HERALD_LOG=warn      RUST_LOG for herald
 #   HERALD_ARGS=         extra herald flags (word-split)
 #   LOADGEN_ARGS=        extra herald-loadgen flags (word-split), e.g. "--connect-concurrency 128"
-#   OUT=target/bench/<UTC time>   folder for herald.log, report.txt and report.json
+#   OUT=target/bench/<UTC time>   folder for the runs (herald-<rate>/, reference-<rate>/: server.log,
+#                        report.txt, report.json; herald's metrics.txt), comparison.md and the charts;
+#                        with a single rate, report.txt, report.json, herald.log and metrics.txt of
+#                        herald's run are also linked at the top of OUT, as before
 #   BUILD=1              0: skip `cargo build --release`
 #   CARGO_TARGET_DIR=target   where the release binaries are built and found
 #   KEEP_INFRA=0         1: leave Kafka and Redis running even if this script started them
+#   HERALD_KAFKA_JIT=full   the JVM of a broker this script starts compiles with C2 too (fast: C1 only)
 #
-# Exit status: loadgen's (0 complete, 2 ran but lost, duplicated or refused something, 1 could not
-# run), 1 when herald could not be started or did not stop cleanly, 3 when the RSS per idle socket
-# was over MAX_IDLE_KIB.
+# Exit status, single rate: herald's loadgen's (0 complete, 2 ran but lost, duplicated or refused
+# something, 1 could not run), 1 when herald could not be started or did not stop cleanly, or when
+# the reference run could not be made, 3 when herald's RSS per idle socket was over MAX_IDLE_KIB.
+# With RATES, saturation is the ladder's result, not a failure: 0 when every run was made, 1 when
+# one could not be or a server did not stop cleanly, 3 when a herald run's RSS per idle socket was
+# over MAX_IDLE_KIB.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,9 +77,14 @@ CONNECTIONS="${CONNECTIONS:-1000}"
 USERS="${USERS:-250}"
 RATE="${RATE:-200}"
 EVENTS="${EVENTS:-4000}"
+RATES="${RATES:-}"
+DURATION="${DURATION:-}"
+MAX_P99_MS="${MAX_P99_MS:-1000}"
+REFERENCE="${REFERENCE:-1}"
 DRAIN="${DRAIN:-15}"
 TARGET_MS="${TARGET_MS:-100}"
 PORT="${PORT:-38080}"
+REF_PORT="${REF_PORT:-$((PORT + 1))}"
 export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-39192}"
 export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-36479}"
 TOPIC="${TOPIC:-huleedu.class.created.v1}"
@@ -77,36 +107,62 @@ KEEP_INFRA="${KEEP_INFRA:-0}"
 log() { echo "[bench] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for knob in CONNECTIONS USERS EVENTS DRAIN PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
+for knob in CONNECTIONS USERS EVENTS DRAIN PORT REF_PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
   [[ "${!knob}" =~ ^[0-9]+$ ]] || die "$knob must be a whole number, got '${!knob}'"
 done
 [[ -z "$HISTORY_SIZE" || "$HISTORY_SIZE" =~ ^[0-9]+$ ]] || die "HISTORY_SIZE must be a whole number or empty, got '$HISTORY_SIZE'"
-[[ "$MAX_IDLE_KIB" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "MAX_IDLE_KIB must be a number, got '$MAX_IDLE_KIB'"
+[[ -z "$DURATION" || "$DURATION" =~ ^[0-9]+$ ]] || die "DURATION must be a whole number of seconds or empty, got '$DURATION'"
+[[ "$REFERENCE" == 0 || "$REFERENCE" == 1 ]] || die "REFERENCE must be 0 or 1, got '$REFERENCE'"
+((PORT != REF_PORT)) || die "PORT and REF_PORT must differ (both $PORT)"
+for knob in MAX_IDLE_KIB MAX_P99_MS RATE; do
+  [[ "${!knob}" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$knob must be a number, got '${!knob}'"
+done
+read -r -a LADDER <<<"${RATES:-$RATE}"
+((${#LADDER[@]} > 0)) || die "RATES must list at least one rate"
+for rate in "${LADDER[@]}"; do
+  [[ "$rate" =~ ^[0-9]+$ ]] || [[ -z "$RATES" && "$rate" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "RATES must be whole numbers of events per second, got '$rate'"
+done
 HISTORY_ARGS=()
 [[ -z "$HISTORY_SIZE" ]] || HISTORY_ARGS=(--history-size "$HISTORY_SIZE")
-[[ "$RATE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "RATE must be a number, got '$RATE'"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
-HERALD_PID=""
+SERVER_PID=""
+SERVER_NAME=""
 STARTED_KAFKA=0
 STARTED_REDIS=0
 GROUP="bench-$$"
 PREFIX="bench-$$:"
 
+# Stops the server under test (SIGTERM, then SIGKILL after 15 s); sets STOP_STATUS and STOP_MS.
+stop_server() {
+  STOP_STATUS=0
+  STOP_MS=0
+  [[ -n "$SERVER_PID" ]] || return 0
+  local started
+  started=$(date +%s%N)
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "$SERVER_NAME did not stop within 15 s of SIGTERM; killing it"
+      kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+  else
+    log "$SERVER_NAME had already exited"
+  fi
+  wait "$SERVER_PID" 2>/dev/null || STOP_STATUS=$?
+  STOP_MS=$((($(date +%s%N) - started) / 1000000))
+  SERVER_PID=""
+}
+
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  if [[ -n "$HERALD_PID" ]] && kill -0 "$HERALD_PID" 2>/dev/null; then
-    log "stopping herald (pid $HERALD_PID)"
-    kill -TERM "$HERALD_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$HERALD_PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$HERALD_PID" 2>/dev/null; then
-      log "herald did not stop within 15 s of SIGTERM; killing it"
-      kill -KILL "$HERALD_PID" 2>/dev/null || true
-    fi
-    wait "$HERALD_PID" 2>/dev/null || true
+  if [[ -n "$SERVER_PID" ]]; then
+    log "stopping $SERVER_NAME (pid $SERVER_PID)"
+    stop_server
   fi
   # herald's own keys (dedupe markers live a day): remove this run's.
   if [[ -n "${HERALD_TEST_REDIS:-}" ]] && redis-cli -u "$HERALD_TEST_REDIS" ping >/dev/null 2>&1; then
@@ -128,125 +184,233 @@ if [[ "$BUILD" == 1 ]]; then
 fi
 HERALD="$TARGET_DIR/release/herald"
 LOADGEN="$TARGET_DIR/release/herald-loadgen"
-[[ -x "$HERALD" && -x "$LOADGEN" ]] || die "release binaries missing: run with BUILD=1"
+REFSERVER="$TARGET_DIR/release/herald-refserver"
+BENCHPLOT="$TARGET_DIR/release/herald-benchplot"
+for binary in "$HERALD" "$LOADGEN" "$REFSERVER" "$BENCHPLOT"; do
+  [[ -x "$binary" ]] || die "release binary $binary missing: run with BUILD=1"
+done
 
 bash scripts/infra/kafka.sh status >/dev/null 2>&1 || STARTED_KAFKA=1
 bash scripts/infra/redis.sh status >/dev/null 2>&1 || STARTED_REDIS=1
+# The broker this script starts compiles with C2 too: its steady-state CPU shares the 2 cores.
+export HERALD_KAFKA_JIT="${HERALD_KAFKA_JIT:-full}"
 eval "$(bash scripts/infra/up.sh --env)"
 : "${HERALD_TEST_KAFKA:?up.sh did not export HERALD_TEST_KAFKA}" "${HERALD_TEST_REDIS:?up.sh did not export HERALD_TEST_REDIS}"
 
 # Every topic herald subscribes to exists in production; create them all, and the bench topic.
-mapfile -t TOPICS < <(sed -n 's/.*"topic": *"\([^"]*\)".*/\1/p' event-defs/*.json | sort -u)
+mapfile -t TOPICS < <(bash scripts/infra/definition-topics.sh | grep -vx "$TOPIC")
 bash scripts/infra/kafka.sh topics-create "${TOPICS[@]}" "$TOPIC" >"$OUT/topics.log" 2>&1 \
   || { cat "$OUT/topics.log" >&2; die "cannot create the topics"; }
 
-# Sockets need descriptors: raise the soft limit to the hard one (herald inherits it).
+# Sockets need descriptors: raise the soft limit to the hard one (the servers inherit it).
 ulimit -n "$(ulimit -Hn)"
 if (($(ulimit -n) < CONNECTIONS + 200)); then
   log "warning: open-files limit $(ulimit -n) is below CONNECTIONS + 200; connections will fail"
 fi
 
-log "starting herald on 127.0.0.1:$PORT (group $GROUP, log $OUT/herald.log)"
+# Starts herald or the reference server for one run, logging to $1/server.log; waits for /readyz.
 # auto.offset.reset=latest: a fresh group must not replay earlier runs' events from the topic;
 # loadgen's warm-up resends until the consumer is assigned and sees them.
-# shellcheck disable=SC2086 # HERALD_ARGS is a list of flags
-NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
-  --listen "127.0.0.1:$PORT" \
-  --kafka-brokers "$HERALD_TEST_KAFKA" \
-  --redis-url "$HERALD_TEST_REDIS" \
-  --jwt-secret "$JWT_SECRET" \
-  --jwt-audience "$JWT_AUDIENCE" \
-  --jwt-issuer "$JWT_ISSUER" \
-  --kafka-group "$GROUP" \
-  --redis-prefix "$PREFIX" \
-  --topic "class_created=$TOPIC" \
-  --kafka-option auto.offset.reset=latest \
-  --max-connections-per-user "$MAX_PER_USER" \
-  --send-queue "$SEND_QUEUE" \
-  --log-format text \
-  "${HISTORY_ARGS[@]}" \
-  $HERALD_ARGS \
-  >"$OUT/herald.log" 2>&1 &
-HERALD_PID=$!
+start_server() {
+  local server=$1 dir=$2 port=$3 group=$4
+  SERVER_NAME=$server
+  # Something already answering there would be measured instead (and pass the readiness check).
+  if curl -s -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then
+    log "127.0.0.1:$port is already taken by another process; stop it or choose another PORT/REF_PORT"
+    return 1
+  fi
+  log "starting $server on 127.0.0.1:$port (group $group, log $dir/server.log)"
+  if [[ "$server" == herald ]]; then
+    # shellcheck disable=SC2086 # HERALD_ARGS is a list of flags
+    NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
+      --listen "127.0.0.1:$port" \
+      --kafka-brokers "$HERALD_TEST_KAFKA" \
+      --redis-url "$HERALD_TEST_REDIS" \
+      --jwt-secret "$JWT_SECRET" \
+      --jwt-audience "$JWT_AUDIENCE" \
+      --jwt-issuer "$JWT_ISSUER" \
+      --kafka-group "$group" \
+      --redis-prefix "$PREFIX" \
+      --topic "class_created=$TOPIC" \
+      --kafka-option auto.offset.reset=latest \
+      --max-connections-per-user "$MAX_PER_USER" \
+      --send-queue "$SEND_QUEUE" \
+      --log-format text \
+      "${HISTORY_ARGS[@]}" \
+      $HERALD_ARGS \
+      >"$dir/server.log" 2>&1 &
+  else
+    "$REFSERVER" \
+      --listen "127.0.0.1:$port" \
+      --kafka-brokers "$HERALD_TEST_KAFKA" \
+      --kafka-group "$group" \
+      --topic "$TOPIC" \
+      --kafka-option auto.offset.reset=latest \
+      --jwt-secret "$JWT_SECRET" \
+      --jwt-audience "$JWT_AUDIENCE" \
+      --jwt-issuer "$JWT_ISSUER" \
+      --send-queue "$SEND_QUEUE" \
+      >"$dir/server.log" 2>&1 &
+  fi
+  SERVER_PID=$!
+  local deadline=$((SECONDS + 60))
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; SERVER_PID=""; return 1; }
+    ((SECONDS < deadline)) || { tail -n 20 "$dir/server.log" >&2; log "$server not ready within 60 s"; return 1; }
+    sleep 0.2
+  done
+}
 
-deadline=$((SECONDS + 60))
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do
-  kill -0 "$HERALD_PID" 2>/dev/null || { tail -n 20 "$OUT/herald.log" >&2; die "herald exited during start-up"; }
-  ((SECONDS < deadline)) || { tail -n 20 "$OUT/herald.log" >&2; die "herald not ready within 60 s"; }
-  sleep 0.2
-done
-log "herald ready (pid $HERALD_PID); running loadgen: $CONNECTIONS connections, $USERS users, $EVENTS events at $RATE/s"
-
-# The machine is shared (Kafka, Redis, herald, loadgen and anything else on 2 cores): record how
+# The machine is shared (Kafka, Redis, the server, loadgen and anything else on 2 cores): record how
 # busy it was overall, so a slow run can be told apart from a busy machine.
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8, $5 }' /proc/stat; }
-read -r BUSY_BEFORE IDLE_BEFORE < <(cpu_ticks)
-LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-set +e
-# shellcheck disable=SC2086 # LOADGEN_ARGS is a list of flags
-"$LOADGEN" \
-  --url "ws://127.0.0.1:$PORT/ws" \
-  --jwt-secret "$JWT_SECRET" \
-  --jwt-audience "$JWT_AUDIENCE" \
-  --jwt-issuer "$JWT_ISSUER" \
-  --connections "$CONNECTIONS" \
-  --users "$USERS" \
-  --brokers "$HERALD_TEST_KAFKA" \
-  --topic "$TOPIC" \
-  --events "$EVENTS" \
-  --rate "$RATE" \
-  --drain "$DRAIN" \
-  --target-ms "$TARGET_MS" \
-  --server-pid "$HERALD_PID" \
-  --redis-addr "127.0.0.1:$HERALD_TEST_REDIS_PORT" \
-  --json-file "$OUT/report.json" \
-  $LOADGEN_ARGS \
-  >"$OUT/report.txt"
-LOADGEN_STATUS=$?
-set -e
-read -r BUSY_AFTER IDLE_AFTER < <(cpu_ticks)
-LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
-BUSY_TICKS=$((BUSY_AFTER - BUSY_BEFORE))
-ALL_TICKS=$((BUSY_TICKS + IDLE_AFTER - IDLE_BEFORE))
+# A number from a one-line loadgen report.json ("key":value, first occurrence); empty if absent.
+json_number() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1" | head -n 1; }
 
-# herald's own view of the same copies: Kafka record timestamp to socket write.
-curl -sf "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics.txt" 2>/dev/null || true
+# Whether the run in $1 saturated its server: a copy lost, duplicated or misrouted, no copy at all,
+# or p99 over MAX_P99_MS.
+saturated() {
+  local json=$1/report.json p99
+  [[ -s "$json" ]] || return 0
+  for key in missing duplicates misrouted; do
+    [[ "$(json_number "$json" "$key")" == 0 ]] || return 0
+  done
+  p99=$(json_number "$json" p99)
+  [[ -n "$p99" ]] || return 0
+  awk -v p99="$p99" -v max="$MAX_P99_MS" 'BEGIN { exit !(p99 > max) }'
+}
 
-log "stopping herald (SIGTERM)"
-STOP_STARTED=$(date +%s%N)
-kill -TERM "$HERALD_PID" 2>/dev/null || log "herald had already exited"
-HERALD_STATUS=0
-wait "$HERALD_PID" || HERALD_STATUS=$?
-HERALD_PID=""
-STOP_MS=$((($(date +%s%N) - STOP_STARTED) / 1000000))
-
-cat "$OUT/report.txt"
-WARNINGS=$(grep -cE '(^|[^A-Z])WARN([^A-Z]|$)' "$OUT/herald.log" || true)
-ERRORS=$(grep -cE '(^|[^A-Z])ERROR([^A-Z]|$)' "$OUT/herald.log" || true)
-echo "  herald log    $OUT/herald.log ($WARNINGS warnings, $ERRORS errors); exit status $HERALD_STATUS, $STOP_MS ms after SIGTERM"
-if grep -q '^herald_kafka_to_socket_seconds_bucket' "$OUT/metrics.txt" 2>/dev/null; then
-  awk -F'[{}" ]+' '
-    /^herald_kafka_to_socket_seconds_bucket/ { for (i = 1; i < NF; i++) if ($i == "le=") { le[++n] = $(i + 1); count[n] = $NF } }
-    /^herald_kafka_to_socket_seconds_count/ { total = $NF }
-    END {
-      if (total == 0) exit
-      line = sprintf("  herald view   %d copies, Kafka timestamp to socket write:", total)
-      for (i = 1; i <= n; i++) if (le[i] != "+Inf" && le[i] + 0 >= 0.005 && le[i] + 0 <= 0.25)
-        line = line sprintf(" <=%gms %.2f%%", le[i] * 1000, 100 * count[i] / total)
-      print line
-    }' "$OUT/metrics.txt"
-fi
-echo "  machine       $(nproc) cores, $((ALL_TICKS > 0 ? 100 * BUSY_TICKS / ALL_TICKS : 0))% busy during loadgen (all processes); load average $LOAD_BEFORE before, $LOAD_AFTER after"
-echo "  files         $OUT/report.txt, $OUT/report.json, $OUT/metrics.txt"
-((HERALD_STATUS == 0)) || { log "herald exited with status $HERALD_STATUS"; exit 1; }
-PER_IDLE_KIB=$(sed -n 's/.*"rss_kib_per_idle_connection":\([0-9.]*\).*/\1/p' "$OUT/report.json")
-if [[ -n "$PER_IDLE_KIB" ]]; then
-  if awk -v kib="$PER_IDLE_KIB" -v max="$MAX_IDLE_KIB" 'BEGIN { exit !(kib > max) }'; then
-    echo "  idle socket   $PER_IDLE_KIB KiB of herald RSS per idle authenticated socket: OVER the $MAX_IDLE_KIB KiB bound"
-    ((LOADGEN_STATUS != 0)) || LOADGEN_STATUS=3
-  else
-    echo "  idle socket   $PER_IDLE_KIB KiB of herald RSS per idle authenticated socket (bound: $MAX_IDLE_KIB KiB)"
+# One run: $1 server (herald or reference), $2 rate, $3 events. Sets RUN_DIR, LOADGEN_STATUS,
+# SERVER_STATUS (non-zero when it could not start or did not stop cleanly) and IDLE_KIB.
+run_once() {
+  local server=$1 rate=$2 events=$3 port=$PORT
+  [[ "$server" == herald ]] || port=$REF_PORT
+  RUN_DIR="$OUT/$server-$rate"
+  LOADGEN_STATUS=1
+  SERVER_STATUS=0
+  IDLE_KIB=""
+  mkdir -p "$RUN_DIR"
+  if ! start_server "$server" "$RUN_DIR" "$port" "$GROUP-$server-$rate"; then
+    log "$server could not be started"
+    SERVER_STATUS=1
+    return
   fi
+  log "$server ready (pid $SERVER_PID); running loadgen: $CONNECTIONS connections, $USERS users, $events events at $rate/s"
+  local busy_before idle_before busy_after idle_after load_before load_after redis_args=()
+  [[ "$server" != herald ]] || redis_args=(--redis-addr "127.0.0.1:$HERALD_TEST_REDIS_PORT")
+  read -r busy_before idle_before < <(cpu_ticks)
+  load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+  set +e
+  # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of flags
+  "$LOADGEN" \
+    --url "ws://127.0.0.1:$port/ws" \
+    --jwt-secret "$JWT_SECRET" \
+    --jwt-audience "$JWT_AUDIENCE" \
+    --jwt-issuer "$JWT_ISSUER" \
+    --connections "$CONNECTIONS" \
+    --users "$USERS" \
+    --brokers "$HERALD_TEST_KAFKA" \
+    --topic "$TOPIC" \
+    --events "$events" \
+    --rate "$rate" \
+    --drain "$DRAIN" \
+    --target-ms "$TARGET_MS" \
+    --server-pid "$SERVER_PID" \
+    "${redis_args[@]}" \
+    --json-file "$RUN_DIR/report.json" \
+    $LOADGEN_ARGS \
+    >"$RUN_DIR/report.txt"
+  LOADGEN_STATUS=$?
+  set -e
+  read -r busy_after idle_after < <(cpu_ticks)
+  load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+  local busy_ticks=$((busy_after - busy_before))
+  local all_ticks=$((busy_ticks + idle_after - idle_before))
+
+  # herald's own view of the same copies: Kafka record timestamp to socket write.
+  [[ "$server" != herald ]] || curl -sf "http://127.0.0.1:$port/metrics" >"$RUN_DIR/metrics.txt" 2>/dev/null || true
+
+  log "stopping $server (SIGTERM)"
+  stop_server
+  SERVER_STATUS=$STOP_STATUS
+
+  echo "== $server at $rate/s"
+  cat "$RUN_DIR/report.txt"
+  local warnings errors
+  warnings=$(grep -cE '(^|[^A-Z])WARN([^A-Z]|$)' "$RUN_DIR/server.log" || true)
+  errors=$(grep -cE '(^|[^A-Z])ERROR([^A-Z]|$)' "$RUN_DIR/server.log" || true)
+  echo "  $server log $RUN_DIR/server.log ($warnings warnings, $errors errors); exit status $SERVER_STATUS, $STOP_MS ms after SIGTERM"
+  if grep -q '^herald_kafka_to_socket_seconds_bucket' "$RUN_DIR/metrics.txt" 2>/dev/null; then
+    awk -F'[{}" ]+' '
+      /^herald_kafka_to_socket_seconds_bucket/ { for (i = 1; i < NF; i++) if ($i == "le=") { le[++n] = $(i + 1); count[n] = $NF } }
+      /^herald_kafka_to_socket_seconds_count/ { total = $NF }
+      END {
+        if (total == 0) exit
+        line = sprintf("  herald view   %d copies, Kafka timestamp to socket write:", total)
+        for (i = 1; i <= n; i++) if (le[i] != "+Inf" && le[i] + 0 >= 0.005 && le[i] + 0 <= 0.25)
+          line = line sprintf(" <=%gms %.2f%%", le[i] * 1000, 100 * count[i] / total)
+        print line
+      }' "$RUN_DIR/metrics.txt"
+  fi
+  echo "  machine       $(nproc) cores, $((all_ticks > 0 ? 100 * busy_ticks / all_ticks : 0))% busy during loadgen (all processes); load average $load_before before, $load_after after"
+  echo "  files         $RUN_DIR/{report.txt,report.json$([[ "$server" != herald ]] || echo ,metrics.txt)}"
+  ((SERVER_STATUS == 0)) || log "$server exited with status $SERVER_STATUS"
+  if [[ -s "$RUN_DIR/report.json" ]]; then
+    IDLE_KIB=$(json_number "$RUN_DIR/report.json" rss_kib_per_idle_connection)
+  fi
+}
+
+STATUS=0
+IDLE_OVER=0
+HERALD_SATURATED=0
+REFERENCE_SATURATED=$((REFERENCE == 0))
+PLOT_RUNS=()
+for rate in "${LADDER[@]}"; do
+  events=$EVENTS
+  [[ -z "$DURATION" ]] || events=$(awk -v rate="$rate" -v seconds="$DURATION" 'BEGIN { printf "%d", rate * seconds }')
+  for server in herald reference; do
+    if [[ "$server" == herald ]] && ((HERALD_SATURATED)); then continue; fi
+    if [[ "$server" == reference ]] && ((REFERENCE_SATURATED)); then continue; fi
+    run_once "$server" "$rate" "$events"
+    [[ ! -s "$RUN_DIR/report.json" ]] || PLOT_RUNS+=("$server=$RUN_DIR/report.json")
+    if [[ "$server" == herald && -n "$IDLE_KIB" ]]; then
+      if awk -v kib="$IDLE_KIB" -v max="$MAX_IDLE_KIB" 'BEGIN { exit !(kib > max) }'; then
+        echo "  idle socket   $IDLE_KIB KiB of herald RSS per idle authenticated socket: OVER the $MAX_IDLE_KIB KiB bound"
+        IDLE_OVER=1
+      else
+        echo "  idle socket   $IDLE_KIB KiB of herald RSS per idle authenticated socket (bound: $MAX_IDLE_KIB KiB)"
+      fi
+    fi
+    if [[ -z "$RATES" ]]; then
+      # A single rate: herald's result is the script's, as it always was; the reference run only
+      # fails the script when it could not be made.
+      if [[ "$server" == herald ]]; then
+        STATUS=$LOADGEN_STATUS
+        ((SERVER_STATUS == 0)) || STATUS=1
+        for file in report.txt report.json metrics.txt; do
+          [[ ! -e "$RUN_DIR/$file" ]] || ln -sfn "herald-$rate/$file" "$OUT/$file"
+        done
+        ln -sfn "herald-$rate/server.log" "$OUT/herald.log"
+      elif ((LOADGEN_STATUS == 1 || SERVER_STATUS != 0)) && ((STATUS == 0)); then
+        STATUS=1
+      fi
+    else
+      if ((LOADGEN_STATUS == 1 || SERVER_STATUS != 0)); then STATUS=1; fi
+      if saturated "$RUN_DIR" || ((LOADGEN_STATUS != 0)); then
+        log "$server saturated at $rate/s: no higher rate for it"
+        if [[ "$server" == herald ]]; then HERALD_SATURATED=1; else REFERENCE_SATURATED=1; fi
+      fi
+    fi
+  done
+done
+
+if ((${#PLOT_RUNS[@]} > 0)); then
+  echo
+  echo "== herald and the reference server (comparison.md, latency-cdf.svg, throughput-p99.svg in $OUT)"
+  CAPTION="$CONNECTIONS connections over $USERS users; $(nproc) shared cores; $(date -u +%Y-%m-%d)"
+  "$BENCHPLOT" --out "$OUT" --max-p99-ms "$MAX_P99_MS" --caption "$CAPTION" "${PLOT_RUNS[@]}" \
+    || { log "herald-benchplot failed"; ((STATUS != 0)) || STATUS=1; }
 fi
-exit "$LOADGEN_STATUS"
+if ((IDLE_OVER)) && ((STATUS == 0)); then STATUS=3; fi
+exit "$STATUS"

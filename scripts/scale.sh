@@ -28,9 +28,12 @@
 #   KILL_AFTER=10        see KILL
 #   TARGET_MS=50         delivery target; the report gives the share of copies within it
 #   PARTITIONS=12        partitions of the bench topic (at least INSTANCES, so every instance consumes)
-#   BASE_PORT=38300      herald i listens on 127.0.0.1:BASE_PORT+i
-#   KAFKA_PORT=39492     Kafka broker port (the script's own broker)
-#   REDIS_PORT=36779     Redis port (the script's own Redis)
+#   BASE_PORT=28300      herald i listens on 127.0.0.1:BASE_PORT+i
+#   KAFKA_PORT=29492     Kafka broker port (the script's own broker)
+#   REDIS_PORT=26779     Redis port (the script's own Redis)
+#   (The ports are below Linux's ephemeral range, 32768-60999: the run's own 100,000 outgoing
+#   connections take source ports from that range, and would take a listen port there from any
+#   other process on the machine; see docs/benchmarks.md, "A listen port taken as a source port".)
 #   TOPIC=huleedu.class.created.v1   topic the loadgens produce to
 #   HERALD_LOG=warn      RUST_LOG for herald
 #   HERALD_ARGS=         extra herald flags (word-split)
@@ -39,6 +42,7 @@
 #   BUILD=1              0: skip `cargo build --release`
 #   CARGO_TARGET_DIR=target   where the release binaries are built and found
 #   KEEP_INFRA=0         1: leave Kafka and Redis running
+#   HERALD_KAFKA_JIT=full   the JVM of a broker this script starts compiles with C2 too (fast: C1 only)
 #
 # Exit status: 0 when every loadgen got every copy exactly once (exit 0 of each), 2 when a loadgen
 # lost, duplicated or refused something, 1 when the run could not be made.
@@ -58,9 +62,9 @@ KILL="${KILL:-0}"
 KILL_AFTER="${KILL_AFTER:-10}"
 TARGET_MS="${TARGET_MS:-50}"
 PARTITIONS="${PARTITIONS:-12}"
-BASE_PORT="${BASE_PORT:-38300}"
-export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-39492}"
-export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-36779}"
+BASE_PORT="${BASE_PORT:-28300}"
+export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-29492}"
+export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-26779}"
 TOPIC="${TOPIC:-huleedu.class.created.v1}"
 JWT_SECRET="herald-scale-secret"
 JWT_AUDIENCE="herald-scale"
@@ -129,16 +133,13 @@ LOADGEN="$TARGET_DIR/release/herald-loadgen"
 
 bash scripts/infra/kafka.sh status >/dev/null 2>&1 || STARTED_KAFKA=1
 bash scripts/infra/redis.sh status >/dev/null 2>&1 || STARTED_REDIS=1
+# The broker this script starts compiles with C2 too: its steady-state CPU shares the 2 cores.
+export HERALD_KAFKA_JIT="${HERALD_KAFKA_JIT:-full}"
 eval "$(bash scripts/infra/up.sh --env)"
 : "${HERALD_TEST_KAFKA:?up.sh did not export HERALD_TEST_KAFKA}" "${HERALD_TEST_REDIS:?up.sh did not export HERALD_TEST_REDIS}"
 # Every topic herald subscribes to exists in production; create them all, the bench topic with
 # PARTITIONS partitions.
-mapfile -t TOPICS < <(python3 -c '
-import json, sys
-for path in sys.argv[2:]:
-    for topic in json.load(open(path)).get("x-herald", {}).get("event", {}).get("topics", []):
-        if topic != sys.argv[1]:
-            print(topic)' "$TOPIC" event-defs/*.json | sort -u)
+mapfile -t TOPICS < <(bash scripts/infra/definition-topics.sh | grep -vx "$TOPIC")
 bash scripts/infra/kafka.sh topics-create "${TOPICS[@]}" "$TOPIC:$PARTITIONS" >"$OUT/topics.log" 2>&1 \
   || { cat "$OUT/topics.log" >&2; die "cannot create the topics"; }
 

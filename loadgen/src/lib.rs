@@ -7,6 +7,10 @@
 //!   injected while every notification is counted per tab (`scripts/chaos.sh`,
 //!   `docs/reliability.md`).
 //!
+//! Two more binaries serve the benchmark: `herald-refserver` (`src/refserver/`), the minimal
+//! reference server `scripts/bench.sh` runs under the same load as herald, and `herald-benchplot`
+//! (`src/benchplot/`), which compares the two servers' reports in tables and SVG charts.
+//!
 //! Shared: [`envelope`] (the ClassCreatedV1 envelopes both produce), [`marking`] (how each
 //! event is marked and addressed, and Kafka's verdict on it), [`token`] (HS256 tokens),
 //! [`wire`] (connection URLs, how closes and errors are worded), [`resume`] (the resuming

@@ -108,7 +108,13 @@ pub(crate) struct Latency {
     /// Events with at least one copy slower than the target, by the second of the measured phase
     /// in which they were sent.
     pub events_over_target_by_second: BTreeMap<u64, u64>,
+    /// The distribution as `[percentile, ms]` pairs, denser towards the tail (for the latency CDF
+    /// `herald-benchplot` draws): [`CDF_POINTS`] + 1 points from p0 to p99.99, then the maximum.
+    pub cdf: Vec<[f64; 2]>,
 }
+
+/// Points of the latency distribution kept in the report, from p0 to p99.99.
+const CDF_POINTS: u32 = 80;
 
 impl Latency {
     /// Summarizes a histogram of microseconds; `None` when it is empty.
@@ -131,8 +137,21 @@ impl Latency {
             target_ms,
             within_target_percent: round(100.0 * within as f64 / histogram.len() as f64, 3),
             events_over_target_by_second: BTreeMap::new(),
+            cdf: cdf(histogram),
         })
     }
+}
+
+/// Quantiles `1 - 10^(-4 i / CDF_POINTS)` (evenly spaced in "nines", p0 to p99.99) and the maximum.
+fn cdf(histogram: &Histogram<u64>) -> Vec<[f64; 2]> {
+    let mut points: Vec<[f64; 2]> = (0..=CDF_POINTS)
+        .map(|step| {
+            let quantile = 1.0 - 10f64.powf(-4.0 * f64::from(step) / f64::from(CDF_POINTS));
+            [round(quantile * 100.0, 4), round(histogram.value_at_quantile(quantile) as f64 / 1000.0, 3)]
+        })
+        .collect();
+    points.push([100.0, round(histogram.max() as f64 / 1000.0, 3)]);
+    points
 }
 
 #[derive(Debug, Serialize)]
@@ -325,6 +344,11 @@ mod tests {
         assert_eq!(latency.p50, 2.0);
         assert_eq!(latency.within_target_percent, 75.0);
         assert!((149.9..=150.1).contains(&latency.max), "{}", latency.max);
+        assert_eq!(latency.cdf.len(), CDF_POINTS as usize + 2);
+        assert_eq!(latency.cdf[0][0], 0.0);
+        assert!((0.99..=1.01).contains(&latency.cdf[0][1]), "{:?}", latency.cdf[0]);
+        assert!(latency.cdf.windows(2).all(|pair| pair[0][0] <= pair[1][0] && pair[0][1] <= pair[1][1]));
+        assert_eq!(latency.cdf.last().map(|point| point[0]), Some(100.0));
         assert!(Latency::from_micros(&Histogram::<u64>::new(3).unwrap(), 100.0).is_none());
     }
 }

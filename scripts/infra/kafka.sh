@@ -27,6 +27,8 @@
 # Env: HERALD_TEST_KAFKA_PORT (39092), HERALD_TEST_KAFKA_CONTROLLER_PORT (PORT+1),
 #      HERALD_KAFKA_VERSION (default: kafka.version in kafka/pom.xml),
 #      HERALD_KAFKA_HEAP (512m), HERALD_KAFKA_START_TIMEOUT (90),
+#      HERALD_KAFKA_JIT (fast: the broker's JVM compiles with C1 only, which starts quickly and
+#      suits tests; full: C1 then C2, for benchmarks, where the broker's steady-state CPU counts),
 #      HERALD_INFRA_DIR (<repo>/target/infra; broker state in $HERALD_INFRA_DIR/kafka/PORT)
 # Needs java >= 17 and mvn (scripts/infra/packages.sh installs them if absent).
 set -euo pipefail
@@ -44,6 +46,8 @@ VERSION="${HERALD_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.vers
 [[ -n "$VERSION" ]] || die "cannot read kafka.version from $POM"
 START_TIMEOUT="${HERALD_KAFKA_START_TIMEOUT:-90}"
 HEAP="${HERALD_KAFKA_HEAP:-512m}"
+JIT="${HERALD_KAFKA_JIT:-fast}"
+[[ "$JIT" == fast || "$JIT" == full ]] || die "HERALD_KAFKA_JIT must be fast or full, got '$JIT'"
 
 KDIR="$HERALD_INFRA_DIR/kafka"
 LIBS="$KDIR/libs"
@@ -59,6 +63,9 @@ TOOLS_LOG4J="$KDIR/log4j2-tools.properties"
 
 # Quick-starting JVMs: C1 only, serial GC, small stacks.
 FAST_JVM=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Xshare:auto -Djava.awt.headless=true)
+# The broker's JVM: quick-starting, or with C2 as well for benchmarks (HERALD_KAFKA_JIT).
+BROKER_JVM=("${FAST_JVM[@]}")
+[[ "$JIT" == full ]] && BROKER_JVM=(-XX:+UseSerialGC -Xss512k -Xshare:auto -Djava.awt.headless=true)
 
 usage() { print_header "${BASH_SOURCE[0]}"; }
 
@@ -258,7 +265,7 @@ cmd_start() {
     fi
     log "starting Kafka $VERSION on $BOOTSTRAP (controller :$CPORT, state in $STATE)"
     : >"$LOGFILE"
-    nohup java "${FAST_JVM[@]}" -Xms128m "-Xmx$HEAP" \
+    nohup java "${BROKER_JVM[@]}" -Xms128m "-Xmx$HEAP" \
       -Dlog4j2.configurationFile="$SERVER_LOG4J" -Dkafka.logs.dir="$STATE" \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" >>"$LOGFILE" 2>&1 </dev/null 9>&- &
     pid=$!
