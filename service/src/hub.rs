@@ -14,7 +14,7 @@
 //! and the client reconnects with `since` set to the last id it processed to get it (see `resume`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -88,33 +88,59 @@ struct Connection {
 ///
 /// While the subscriber is away nothing published reaches this instance, so when it is back each
 /// connection must first fetch the gap from the history and only then go on with live
-/// notifications (which would otherwise overtake the gap and make it look delivered). `pending`
-/// holds live delivery from the moment the subscription is lost; `ready` fires when the user's
-/// channel is listened to again.
+/// notifications (which would otherwise overtake the gap and make it look delivered). Live
+/// delivery is held from the moment the subscription is lost until the socket caught up after the
+/// confirmation of that same interruption: interruptions are counted, a confirmation names the
+/// interruption it ends, and the socket records which one it caught up after. A confirmation of
+/// an earlier interruption that the socket had not acted on yet (it was busy writing) can
+/// therefore never release live delivery during a later one.
 #[derive(Default)]
 pub(crate) struct CatchUp {
-    pending: AtomicBool,
+    /// Interruptions this connection lived through (the subscriber lost Redis).
+    interruptions: AtomicU64,
+    /// The interruption after which the user's channel was last listened to again.
+    confirmed: AtomicU64,
+    /// The interruption the socket last caught up after.
+    caught_up: AtomicU64,
+    /// Woken when `confirmed` moves.
     ready: Notify,
 }
 
 impl CatchUp {
     /// Whether the connection must catch up before writing live notifications.
     pub(crate) fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.caught_up.load(Ordering::Acquire) < self.interruptions.load(Ordering::Acquire)
     }
 
-    /// Waits until the user's channel is listened to again after an interruption.
-    pub(crate) async fn ready(&self) {
-        self.ready.notified().await;
+    /// Waits until the user's channel is listened to again after the latest interruption the
+    /// socket has not caught up after; returns that interruption, for [`CatchUp::done`].
+    pub(crate) async fn ready(&self) -> u64 {
+        loop {
+            let interruptions = self.interruptions.load(Ordering::Acquire);
+            if self.caught_up.load(Ordering::Acquire) < interruptions
+                && self.confirmed.load(Ordering::Acquire) == interruptions
+            {
+                return interruptions;
+            }
+            // `notify_one` keeps a permit when nobody waits, so a confirmation between the check
+            // and this wait is not missed; a stale permit only makes the loop check again.
+            self.ready.notified().await;
+        }
     }
 
-    /// The connection caught up: live delivery goes on.
-    pub(crate) fn done(&self) {
-        self.pending.store(false, Ordering::Release);
+    /// The socket catches up after `interruption` (what [`CatchUp::ready`] returned): live
+    /// delivery goes on unless another interruption began since.
+    pub(crate) fn done(&self, interruption: u64) {
+        self.caught_up.fetch_max(interruption, Ordering::AcqRel);
     }
 
     fn interrupt(&self) {
-        self.pending.store(true, Ordering::Release);
+        self.interruptions.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn confirm(&self) {
+        self.confirmed.store(self.interruptions.load(Ordering::Acquire), Ordering::Release);
+        self.ready.notify_one();
     }
 }
 
@@ -260,7 +286,7 @@ impl Hub {
         }
         if std::mem::take(&mut entry.interrupted) {
             for connection in &entry.connections {
-                connection.catch_up.ready.notify_one();
+                connection.catch_up.confirm();
             }
         }
     }
@@ -463,6 +489,42 @@ mod tests {
             drop(kept);
             apply_in_order(&mut seen, &mut model);
             assert!(model.is_empty() && hub.users().is_empty(), "round {round}: everyone left");
+        }
+    }
+
+    /// The subscriber loses Redis twice before a socket acted on the first confirmation: that
+    /// confirmation must not release live delivery during the second interruption, or live
+    /// notifications would overtake the gap and the catch-up would start after them.
+    #[tokio::test]
+    async fn a_confirmation_of_an_earlier_interruption_does_not_release_a_later_one() {
+        let (changes, _seen) = mpsc::unbounded_channel();
+        let hub = Hub::new(5, 8, Some(changes), Metrics::new().0);
+        let registration = hub.register("u").unwrap();
+        hub.confirm("u", None);
+        assert!(!registration.catch_up.is_pending());
+        let short = std::time::Duration::from_millis(20);
+
+        hub.unconfirm_all();
+        assert!(registration.catch_up.is_pending());
+        hub.confirm("u", None);
+        hub.unconfirm_all();
+        assert!(tokio::time::timeout(short, registration.catch_up.ready()).await.is_err(), "interrupted again");
+        assert!(registration.catch_up.is_pending());
+
+        hub.confirm("u", None);
+        let interruption = tokio::time::timeout(short, registration.catch_up.ready()).await.expect("confirmed");
+        // Another interruption while the socket reads the history holds live delivery again.
+        registration.catch_up.done(interruption);
+        assert!(!registration.catch_up.is_pending());
+        hub.unconfirm_all();
+        assert!(registration.catch_up.is_pending());
+        let during = hub.register("u").unwrap();
+        assert!(during.catch_up.is_pending(), "a socket registered during an interruption catches up too");
+        hub.confirm("u", None);
+        for catch_up in [&registration.catch_up, &during.catch_up] {
+            let interruption = tokio::time::timeout(short, catch_up.ready()).await.expect("confirmed");
+            catch_up.done(interruption);
+            assert!(!catch_up.is_pending());
         }
     }
 

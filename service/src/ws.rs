@@ -247,10 +247,10 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
             () = registration.slow.cancelled() => break Stop::Slow.close(&mut socket).await,
             closing = registration.order.given() => break Stop::Ordered(closing).close(&mut socket).await,
             () = session.expired() => break Stop::Expired.close(&mut socket).await,
-            () = registration.catch_up.ready() => {
-                // Cleared before the history is read: an interruption that starts meanwhile holds
+            interruption = registration.catch_up.ready() => {
+                // Recorded before the history is read: an interruption that starts meanwhile holds
                 // live delivery again.
-                registration.catch_up.done();
+                registration.catch_up.done(interruption);
                 if let Err(stop) = catch_up(&mut socket, &app, &user, connected_ms, &mut resume, &registration.slow).await {
                     break stop.close(&mut socket).await;
                 }
@@ -353,14 +353,29 @@ async fn catch_up(
     write_history(socket, app, frame, missed, slow).await
 }
 
-/// The user's history after `since`. One that cannot be read (Redis down) is empty and not
-/// recovered: the client is told `recovered: false` and refreshes its state.
+/// How long a history read waits before each retry. A catch-up runs just as Redis comes back,
+/// when it may still be loading its data or busy with the backlog of publishes.
+const HISTORY_RETRIES: [Duration; 4] =
+    [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400), Duration::from_millis(800)];
+
+/// The user's history after `since`, read again a few times when Redis does not answer. One that
+/// still cannot be read is empty and not recovered: the client is told `recovered: false` and
+/// refreshes its state.
 async fn read_history(app: &AppState, user: &str, since: &Since) -> resume::History {
-    match app.pipeline.backend().history(user, since).await {
-        Ok(history) => history,
-        Err(error) => {
-            tracing::warn!(user, %error, "cannot read the user's history; the client is told recovered: false");
-            resume::History::default()
+    let mut retries = HISTORY_RETRIES.iter();
+    loop {
+        match app.pipeline.backend().history(user, since).await {
+            Ok(history) => return history,
+            Err(error) => match retries.next() {
+                Some(wait) if !app.shutdown.is_cancelled() => {
+                    tracing::debug!(user, %error, "cannot read the user's history yet; reading it again");
+                    tokio::time::sleep(*wait).await;
+                }
+                _ => {
+                    tracing::warn!(user, %error, "cannot read the user's history; the client is told recovered: false");
+                    return resume::History::default();
+                }
+            },
         }
     }
 }
