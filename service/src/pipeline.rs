@@ -241,13 +241,8 @@ impl Pipeline {
             // Only fails if the span was already entered, which it has not been.
             let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         }
-        let handler = RecordHandler { pipeline: self, origin_unix_ms, outcome: std::sync::Mutex::new(None) };
-        tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await?;
-        handler
-            .outcome
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .ok_or_else(|| ProcessError::Transient("the handler delivered nothing".into()))
+        let handler = RecordHandler { pipeline: self, origin_unix_ms };
+        tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await
     }
 
     /// Publishes one notification, learning and using batch ownership as needed.
@@ -344,23 +339,21 @@ impl Pipeline {
 }
 
 /// The handler for one record: the generated trait methods call `deliver` for every declarative
-/// event; unknown event types are invalid input.
+/// event and return its [`Outcome`]; unknown event types are invalid input.
 struct RecordHandler<'a> {
     pipeline: &'a Pipeline,
     origin_unix_ms: u64,
-    outcome: std::sync::Mutex<Option<Outcome>>,
 }
 
 impl EventHandler for RecordHandler<'_> {
+    type Output = Outcome;
     type Error = ProcessError;
 
-    async fn deliver(&self, notification: Notification) -> Result<(), ProcessError> {
-        let outcome = self.pipeline.deliver(notification, self.origin_unix_ms).await?;
-        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
-        Ok(())
+    async fn deliver(&self, notification: Notification) -> Result<Outcome, ProcessError> {
+        self.pipeline.deliver(notification, self.origin_unix_ms).await
     }
 
-    async fn handle_unknown(&self, envelope: &EventEnvelope<Box<RawValue>>) -> Result<(), ProcessError> {
+    async fn handle_unknown(&self, envelope: &EventEnvelope<Box<RawValue>>) -> Result<Outcome, ProcessError> {
         Err(ProcessError::Invalid {
             reason: "unknown_event_type",
             message: format!("no event definition claims event_type {:?}", envelope.event_type),
