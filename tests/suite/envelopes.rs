@@ -148,7 +148,7 @@ fn bad_input_is_a_classified_error() {
 /// the `event_type` nothing claims.
 #[derive(Debug)]
 enum Handled {
-    Delivered(Notification),
+    Delivered(Box<Notification>),
     Unknown(String),
 }
 
@@ -160,7 +160,7 @@ impl EventHandler for Recorder {
     type Error = std::convert::Infallible;
 
     fn deliver(&self, notification: Notification) -> impl Future<Output = Result<Handled, Self::Error>> + Send {
-        std::future::ready(Ok(Handled::Delivered(notification)))
+        std::future::ready(Ok(Handled::Delivered(Box::new(notification))))
     }
 
     fn handle_unknown(
@@ -174,7 +174,7 @@ impl EventHandler for Recorder {
 /// Dispatches `envelope` to the recorder and returns the notification delivered.
 fn delivered(file: &Path, envelope: EventEnvelope<Event>) -> Notification {
     match now(herald::dispatch(&Recorder, envelope)) {
-        Ok(Handled::Delivered(notification)) => notification,
+        Ok(Handled::Delivered(notification)) => *notification,
         other => panic!("{}: one notification expected, got {other:?}", file.display()),
     }
 }
