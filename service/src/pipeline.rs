@@ -224,8 +224,15 @@ impl Pipeline {
     /// Routes and handles one record. `origin_unix_ms` is the record's Kafka timestamp (or the time
     /// it was received over HTTP).
     pub(crate) async fn process(&self, bytes: &[u8], origin_unix_ms: u64) -> Result<Outcome, ProcessError> {
-        let envelope = herald::route(bytes)
-            .map_err(|error| ProcessError::Invalid { reason: error.reason(), message: error.to_string() })?;
+        self.handle(route(bytes)?, origin_unix_ms).await
+    }
+
+    /// Handles one routed event (see [`route`]).
+    pub(crate) async fn handle(
+        &self,
+        envelope: EventEnvelope<herald::Event>,
+        origin_unix_ms: u64,
+    ) -> Result<Outcome, ProcessError> {
         let span = tracing::info_span!(
             "event",
             event_id = %envelope.event_id,
@@ -336,6 +343,11 @@ impl Pipeline {
             Err(error) => tracing::warn!(batch, %error, "batch owner found but not recorded; will ask again"),
         }
     }
+}
+
+/// Parses record bytes into the envelope of their event; bad input is [`ProcessError::Invalid`].
+pub(crate) fn route(bytes: &[u8]) -> Result<EventEnvelope<herald::Event>, ProcessError> {
+    herald::route(bytes).map_err(|error| ProcessError::Invalid { reason: error.reason(), message: error.to_string() })
 }
 
 /// The handler for one record: the generated trait methods call `deliver` for every declarative
