@@ -77,8 +77,8 @@ pub struct Config {
 
     /// Records of one partition handled at once (received and not yet done). Records for the same
     /// user (or, before its owner is known, the same batch) still run one after the other in
-    /// partition order; a partition with this many records in flight is paused until half of them
-    /// are done.
+    /// partition order. Records read beyond the window wait outside it; a partition with 4 × this
+    /// many (at least 256) waiting is paused until they are all in the window.
     #[arg(long, env = "HERALD_CONSUMER_IN_FLIGHT", default_value_t = 64)]
     pub consumer_in_flight: usize,
 

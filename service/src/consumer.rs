@@ -16,9 +16,10 @@
 //!   records, [`offsets::OffsetTracker`]); librdkafka commits stored offsets periodically and on
 //!   rebalance (`enable.auto.offset.store=false`), so a crash or a rebalance can redeliver a record
 //!   but never lose one. Redelivered records are deduplicated downstream.
-//! - Back-pressure: a partition with `--consumer-in-flight` records received and not yet handled
-//!   is paused (librdkafka stops fetching it; what it fetched ahead is fetched again) and resumed
-//!   once half of them are done. Nothing is buffered without bound.
+//! - Back-pressure: at most `--consumer-in-flight` records of a partition are handed to its worker;
+//!   records read beyond that wait in order outside the window, and when 4 × that many (at least
+//!   256) wait, the partition is paused (librdkafka stops fetching it; what it fetched ahead is
+//!   fetched again) until they are all in the window. Nothing is buffered without bound.
 //! - A transient fault (Redis or the broker unreachable) retries the same record with backoff; it
 //!   never skips it and never ends the process. Records of its keys wait for it.
 //! - Bad input goes to the dead-letter topic with the original key and bytes and headers naming
@@ -616,7 +617,8 @@ impl Kafka {
     }
 
     /// Hands `message` to its partition's worker if the partition's window has room; otherwise
-    /// holds it and pauses the partition until the window is half empty.
+    /// holds it (in order) until the window has room, and pauses the partition while it holds
+    /// [`Kafka::hold_limit`] records.
     fn admit(
         self: &Arc<Self>,
         message: OwnedMessage,
@@ -646,29 +648,40 @@ impl Kafka {
             return;
         }
         feed.held.push_back(message);
-        if !feed.partition.paused.swap(true, Ordering::SeqCst) {
+        if feed.held.len() == 1 {
+            // Whenever records are held, one task waits for room in the window.
+            self.wait_for_room(room, &feed.partition);
+        }
+        if feed.held.len() >= self.hold_limit() && !feed.partition.paused.swap(true, Ordering::SeqCst) {
+            // Pausing is not free (librdkafka drops what it fetched ahead and fetches it again on
+            // resume), so it happens only once the held records reach their bound.
             if let Err(error) = self.consumer.pause(&feed.partition.list()) {
                 tracing::warn!(%error, topic = %feed.partition.topic, partition = feed.partition.number, "cannot pause a full partition");
             }
-            self.wait_for_room(room, &feed.partition);
         }
     }
 
-    /// Waits in `room` until half of `partition`'s window is free (or it is abandoned).
+    /// How many records of a partition may wait outside its full window before it is paused.
+    fn hold_limit(&self) -> usize {
+        self.in_flight.saturating_mul(4).max(256)
+    }
+
+    /// Waits in `room` until a quarter of `partition`'s window is free (or it is abandoned).
     fn wait_for_room(&self, room: &mut JoinSet<Arc<Partition>>, partition: &Arc<Partition>) {
-        let half = u32::try_from((self.in_flight / 2).max(1)).unwrap_or(u32::MAX);
+        let quarter = u32::try_from((self.in_flight / 4).max(1)).unwrap_or(u32::MAX);
         let partition = Arc::clone(partition);
         room.spawn(async move {
             tokio::select! {
                 // The permits go back at once: this only waits for them to be free.
-                _ = Arc::clone(&partition.window).acquire_many_owned(half) => {}
+                _ = Arc::clone(&partition.window).acquire_many_owned(quarter) => {}
                 () = partition.abandoned.cancelled() => {}
             }
             partition
         });
     }
 
-    /// `partition`'s window has room: admits its held records and resumes it.
+    /// `partition`'s window has room: admits its held records and, once none is left, resumes it
+    /// if it was paused.
     fn refill(
         &self,
         feeds: &mut HashMap<(String, i32), Feed>,
@@ -696,8 +709,9 @@ impl Kafka {
                 }
             }
         }
-        partition.paused.store(false, Ordering::SeqCst);
-        if let Err(error) = self.consumer.resume(&partition.list()) {
+        if partition.paused.swap(false, Ordering::SeqCst)
+            && let Err(error) = self.consumer.resume(&partition.list())
+        {
             tracing::warn!(%error, topic = %partition.topic, partition = partition.number, "cannot resume a partition");
         }
     }
