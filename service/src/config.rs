@@ -79,7 +79,7 @@ pub struct Config {
     /// user (or, before its owner is known, the same batch) still run one after the other in
     /// partition order. Records read beyond the window wait outside it; a partition with 4 × this
     /// many (at least 256) waiting is paused until they are all in the window.
-    #[arg(long, env = "HERALD_CONSUMER_IN_FLIGHT", default_value_t = 64)]
+    #[arg(long, env = "HERALD_CONSUMER_IN_FLIGHT", default_value_t = 512)]
     pub consumer_in_flight: usize,
 
     /// Records larger than this many bytes are dead-lettered unread.

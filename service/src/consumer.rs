@@ -2,7 +2,7 @@
 //! silently.
 //!
 //! - Partitions are handled at once, and within a partition up to `--consumer-in-flight` records
-//!   (64 by default) are in flight. Order is kept where it matters: records of one partition that
+//!   (512 by default) are in flight. Order is kept where it matters: records of one partition that
 //!   share an ordering key (see [`order::ordering_keys`]: the user the record notifies, and the
 //!   batch it is about when it names a batch) are handled one after the other in offset order;
 //!   records sharing no key run at once. So a user's notifications from one partition are
