@@ -12,7 +12,6 @@ use std::future::Future;
 use std::io::Read;
 use std::pin::pin;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use herald::runtime::Notification;
@@ -20,19 +19,17 @@ use herald::{EventEnvelope, EventHandler};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-/// Records the notification the generated handler delivers.
-#[derive(Default)]
-struct Printer {
-    output: Mutex<Option<serde_json::Value>>,
-}
+/// Describes, as JSON, the notification the generated handler delivers.
+struct Printer;
 
 impl EventHandler for Printer {
+    type Output = serde_json::Value;
     type Error = std::convert::Infallible;
 
-    fn deliver(&self, notification: Notification) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    fn deliver(&self, notification: Notification) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
         let message: serde_json::Value =
             serde_json::from_slice(&notification.encode_message("example")).unwrap_or_default();
-        *self.output.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(json!({
+        std::future::ready(Ok(json!({
             "notification": notification.name,
             "event_type": notification.event_type,
             "user": notification.user,
@@ -40,17 +37,14 @@ impl EventHandler for Printer {
             "batch_owner": notification.batch_owner,
             "channel": notification.user.as_deref().map(herald::runtime::user_channel),
             "message": message,
-        }));
-        std::future::ready(Ok(()))
+        })))
     }
 
     fn handle_unknown(
         &self,
         envelope: &EventEnvelope<Box<RawValue>>,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        *self.output.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Some(json!({ "unknown_event_type": envelope.event_type }));
-        std::future::ready(Ok(()))
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
+        std::future::ready(Ok(json!({ "unknown_event_type": envelope.event_type })))
     }
 }
 
@@ -74,14 +68,12 @@ fn main() -> ExitCode {
         }
     };
     let variant = format!("{:?}", envelope.data).split('(').next().unwrap_or_default().to_owned();
-    let printer = Printer::default();
     // The printer's futures are ready at once, so one poll runs the handler to completion.
-    let handled = pin!(herald::dispatch(&printer, envelope)).poll(&mut Context::from_waker(Waker::noop()));
-    if !matches!(handled, Poll::Ready(Ok(()))) {
+    let handled = pin!(herald::dispatch(&Printer, envelope)).poll(&mut Context::from_waker(Waker::noop()));
+    let Poll::Ready(Ok(mut output)) = handled else {
         eprintln!("the handler did not finish");
         return ExitCode::FAILURE;
-    }
-    let mut output = printer.output.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).unwrap_or_default();
+    };
     output["variant"] = json!(variant);
     println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
     ExitCode::SUCCESS

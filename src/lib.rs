@@ -7,8 +7,8 @@
 //! - [`EventEnvelope`], the Kafka record value, generic over its payload;
 //! - [`Event`], the dispatch enum with one variant per event and `Unknown`, and [`route`], which
 //!   parses record bytes into an `EventEnvelope<Event>` by `event_type` or alias;
-//! - [`EventHandler`], one method per event (generated defaults for declarative events), and
-//!   [`dispatch`];
+//! - [`EventHandler`], one method per event (generated defaults for declarative events) returning
+//!   the handler's own `Output`, and [`dispatch`], which gives that output to its caller;
 //! - [`EVENTS`] and [`TOPICS`], the catalogue;
 //! - [`ASYNCAPI`], the AsyncAPI 3.0 document of the Kafka topics and the WebSocket protocol (the
 //!   same bytes as the checked-in `clients/asyncapi/asyncapi.json`), which the service serves.

@@ -315,6 +315,14 @@ fn dispatch(model: &Model) -> TokenStream {
         let variant = variant(event);
         quote! { Event::#variant(payload) => ::serde::Serialize::serialize(payload, serializer), }
     });
+    let recipients = model.events.iter().map(|event| {
+        let variant = variant(event);
+        quote! { Event::#variant(payload) => ::herald_runtime::Event::recipient(payload), }
+    });
+    let batch_owners = model.events.iter().map(|event| {
+        let variant = variant(event);
+        quote! { Event::#variant(payload) => ::herald_runtime::Event::batch_owner(payload), }
+    });
     quote! {
         /// One variant per event in `event-defs/`, and `Unknown` for any other `event_type`.
         #[derive(::std::fmt::Debug, ::std::clone::Clone)]
@@ -341,6 +349,22 @@ fn dispatch(model: &Model) -> TokenStream {
             pub fn notification_name(&self) -> ::std::option::Option<&'static str> {
                 match self {
                     #(#names)*
+                    Event::Unknown(_) => ::std::option::Option::None,
+                }
+            }
+
+            /// Who this event is for; nobody for [`Event::Unknown`].
+            pub fn recipient(&self) -> ::herald_runtime::Recipient<'_> {
+                match self {
+                    #(#recipients)*
+                    Event::Unknown(_) => ::herald_runtime::Recipient { user: ::std::option::Option::None, batch: ::std::option::Option::None },
+                }
+            }
+
+            /// The batch owner this event reveals, if it carries both a user and a batch.
+            pub fn batch_owner(&self) -> ::std::option::Option<::herald_runtime::BatchOwner<'_>> {
+                match self {
+                    #(#batch_owners)*
                     Event::Unknown(_) => ::std::option::Option::None,
                 }
             }
@@ -375,7 +399,7 @@ fn handler(model: &Model) -> TokenStream {
         let payload = ident(&event.type_name);
         let signature = quote! {
             fn #method(&self, envelope: &#envelope<#payload>)
-                -> impl ::std::future::Future<Output = ::std::result::Result<(), Self::Error>> + ::std::marker::Send
+                -> impl ::std::future::Future<Output = ::std::result::Result<Self::Output, Self::Error>> + ::std::marker::Send
         };
         match event.handling {
             Handling::Declarative => {
@@ -412,25 +436,30 @@ fn handler(model: &Model) -> TokenStream {
         /// What the service does with each event: one method per event in `event-defs/`.
         ///
         /// Declarative events have a generated default that builds the notification and passes it
-        /// to [`EventHandler::deliver`]; events marked `custom` have no default, so a handler that
-        /// does not implement them does not compile.
+        /// to [`EventHandler::deliver`] and returns what `deliver` returns; events marked `custom`
+        /// have no default, so a handler that does not implement them does not compile.
+        /// [`dispatch`] gives its caller the handler's [`EventHandler::Output`] (like tower's
+        /// `Service::Response`): where the notification went, say.
         pub trait EventHandler: ::std::marker::Sync {
+            /// What handling one event gives back to the caller of [`dispatch`].
+            type Output;
+
             /// Why handling failed.
             type Error;
 
             /// Finds the notification's recipient and publishes it.
             fn deliver(&self, notification: ::herald_runtime::Notification)
-                -> impl ::std::future::Future<Output = ::std::result::Result<(), Self::Error>> + ::std::marker::Send;
+                -> impl ::std::future::Future<Output = ::std::result::Result<Self::Output, Self::Error>> + ::std::marker::Send;
 
             /// Handles an envelope whose `event_type` no definition claims.
             fn handle_unknown(&self, envelope: &#envelope<::std::boxed::Box<::serde_json::value::RawValue>>)
-                -> impl ::std::future::Future<Output = ::std::result::Result<(), Self::Error>> + ::std::marker::Send;
+                -> impl ::std::future::Future<Output = ::std::result::Result<Self::Output, Self::Error>> + ::std::marker::Send;
 
             #(#methods)*
         }
 
-        /// Calls the handler method for the envelope's event.
-        pub async fn dispatch<H: EventHandler>(handler: &H, envelope: #envelope<Event>) -> ::std::result::Result<(), H::Error> {
+        /// Calls the handler method for the envelope's event and returns what it gives back.
+        pub async fn dispatch<H: EventHandler>(handler: &H, envelope: #envelope<Event>) -> ::std::result::Result<H::Output, H::Error> {
             let (envelope, event) = envelope.into_parts();
             match event {
                 #(#arms)*

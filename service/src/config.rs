@@ -75,6 +75,13 @@ pub struct Config {
     #[arg(long, env = "HERALD_DEAD_LETTER_TOPIC", default_value = "herald.dead-letter.v1")]
     pub dead_letter_topic: String,
 
+    /// Records of one partition handled at once (received and not yet done). Records for the same
+    /// user (or, before its owner is known, the same batch) still run one after the other in
+    /// partition order. Records read beyond the window wait outside it; a partition with 4 × this
+    /// many (at least 256) waiting is paused until they are all in the window.
+    #[arg(long, env = "HERALD_CONSUMER_IN_FLIGHT", default_value_t = 512)]
+    pub consumer_in_flight: usize,
+
     /// Records larger than this many bytes are dead-lettered unread.
     #[arg(long, env = "HERALD_MAX_RECORD_BYTES", default_value_t = 1_048_576)]
     pub max_record_bytes: usize,
@@ -407,6 +414,12 @@ impl Config {
         }
         if self.admin_token.as_ref().is_some_and(|token| token.expose_secret().is_empty()) {
             return Err("--admin-token is empty: set a secret, or unset it to turn the admin API off".into());
+        }
+        if !(1..=65_536).contains(&self.consumer_in_flight) {
+            return Err(format!(
+                "--consumer-in-flight {} is out of range: give 1 (one record of a partition at a time) to 65536",
+                self.consumer_in_flight
+            ));
         }
         if self.owner_lookup_concurrency == 0 || self.owner_lookup_timeout_seconds == 0 {
             return Err("--owner-lookup-concurrency and --owner-lookup-timeout-seconds must be at least 1".into());

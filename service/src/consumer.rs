@@ -1,37 +1,69 @@
-//! The Kafka consumer: at-least-once, in order, nothing skipped silently.
+//! The Kafka consumer: at-least-once, pipelined, in order where order matters, nothing skipped
+//! silently.
 //!
-//! - Records are handled one at a time in the order they arrive, so per-partition order is kept.
-//! - An offset is stored only after its record was published, parked, dead-lettered or skipped as
-//!   too old; librdkafka commits stored offsets periodically and on rebalance
-//!   (`enable.auto.offset.store=false`), so a crash or a rebalance can redeliver a record but never
-//!   lose one. Redelivered records are deduplicated downstream.
+//! - Partitions are handled at once, and within a partition up to `--consumer-in-flight` records
+//!   (512 by default) are in flight. Order is kept where it matters: records of one partition that
+//!   share an ordering key (see [`order::ordering_keys`]: the user the record notifies, and the
+//!   batch it is about when it names a batch) are handled one after the other in offset order;
+//!   records sharing no key run at once. So a user's notifications from one partition are
+//!   published in record order, and parking, ownership and release see a batch's records in
+//!   record order. Records that are dead-lettered share one key, so they reach the dead-letter
+//!   topic in the order they were read. Records of different partitions (so of different topics)
+//!   are not ordered with each other, as before; nor is a record for a batch with one that names
+//!   the batch's owner without naming the batch (the owner is known only once it is handled).
+//! - An offset is stored only when its record and every earlier record of the partition were
+//!   published, parked, dead-lettered or skipped as too old (the contiguous prefix of handled
+//!   records, [`offsets::OffsetTracker`]); librdkafka commits stored offsets periodically and on
+//!   rebalance (`enable.auto.offset.store=false`), so a crash or a rebalance can redeliver a record
+//!   but never lose one. Redelivered records are deduplicated downstream.
+//! - Back-pressure: at most `--consumer-in-flight` records of a partition are handed to its worker;
+//!   records read beyond that wait in order outside the window, and when 4 × that many (at least
+//!   256) wait, the partition is paused (librdkafka stops fetching it; what it fetched ahead is
+//!   fetched again) until they are all in the window. Nothing is buffered without bound.
 //! - A transient fault (Redis or the broker unreachable) retries the same record with backoff; it
-//!   never skips it and never ends the process.
+//!   never skips it and never ends the process. Records of its keys wait for it.
 //! - Bad input goes to the dead-letter topic with the original key and bytes and headers naming
-//!   the reason and the source topic, partition and offset; then the consumer moves on. A record
-//!   too large for the broker's limit on the dead-letter topic is dead-lettered as a bounded prefix
-//!   (64 KiB, or no bytes at all if the topic refuses even that) with `herald.truncated` naming its
-//!   original length.
-//! - When the dead-letter topic cannot be written, the consumer retries the same record with
-//!   backoff, the `dead_letter` readiness check fails with the error, and
+//!   the reason and the source topic, partition and offset; then its offset may be stored. A
+//!   record too large for the broker's limit on the dead-letter topic is dead-lettered as a bounded
+//!   prefix (64 KiB, or no bytes at all if the topic refuses even that) with `herald.truncated`
+//!   naming its original length.
+//! - When the dead-letter topic cannot be written, the consumer retries the record with backoff,
+//!   the `dead_letter` readiness check fails with the error (until no record is failing), and
 //!   `herald_dead_letter_failures_total` counts each failed attempt. After
 //!   `--dead-letter-timeout-seconds` the consumer gives up and returns an error, which ends the
 //!   process with a non-zero status (see `lib.rs`): the record is never skipped.
 //! - A new consumer group starts where `--start-from` says (latest by default), and a record whose
 //!   Kafka timestamp is older than `--max-event-age-seconds` is not delivered: it is counted in
 //!   `herald_events_too_old_total`, logged, and its offset stored.
+//! - Shutdown stops reading, lets records in the middle of a Redis call finish, interrupts retries
+//!   and records waiting for their turn (their offsets are not stored, so they are redelivered),
+//!   then commits.
+//! - Rebalance: when a partition is revoked, its records still in flight are abandoned (retries
+//!   and waits stop) and can no longer store an offset (the revoke takes the partition's offset
+//!   lock before librdkafka commits): the next owner starts from the last stored prefix and
+//!   handles the rest again, deduplicated downstream. A partition assigned again starts afresh.
 
-use std::sync::Arc;
+mod offsets;
+mod order;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use herald::EventEnvelope;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Message, Statistics};
+use rdkafka::{ClientConfig, ClientContext, Message, Statistics, TopicPartitionList};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use self::offsets::OffsetTracker;
+use self::order::{KeyedOrder, Turn};
 use crate::backend::now_unix_ms;
 use crate::config::Config;
 use crate::health::Health;
@@ -55,12 +87,14 @@ pub(crate) const DEAD_LETTER_CHECK: &str = "dead_letter";
 /// The readiness check that fails while the consumer loop is not running.
 pub(crate) const CONSUMER_CHECK: &str = "consumer";
 
-/// Reports consumer lag from librdkafka's statistics.
-pub(crate) struct LagContext {
+/// The consumer's librdkafka callbacks: consumer lag from the statistics, and revoking
+/// partitions before librdkafka commits their offsets.
+pub(crate) struct Callbacks {
     metrics: Metrics,
+    partitions: Arc<Partitions>,
 }
 
-impl ClientContext for LagContext {
+impl ClientContext for Callbacks {
     fn stats(&self, statistics: Statistics) {
         let lag: i64 = statistics
             .topics
@@ -73,10 +107,124 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for Callbacks {
+    /// Runs inside the consumer's poll, before librdkafka unassigns the partitions and commits
+    /// what was stored for them: from here on, their records in flight store nothing.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            for element in revoked.elements() {
+                if let Some(partition) = self.partitions.remove(element.topic(), element.partition()) {
+                    partition.revoke(consumer);
+                }
+            }
+        }
+    }
+}
+
+/// The partitions this instance handles records of, by topic and partition number. The consumer
+/// loop adds one when its first record arrives; a revoke removes it.
+#[derive(Default)]
+struct Partitions {
+    by_name: Mutex<HashMap<(String, i32), Arc<Partition>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change under these locks is a single step, so a panic elsewhere leaves them consistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Partitions {
+    fn insert(&self, partition: Arc<Partition>) {
+        lock(&self.by_name).insert((partition.topic.clone(), partition.number), partition);
+    }
+
+    fn remove(&self, topic: &str, number: i32) -> Option<Arc<Partition>> {
+        lock(&self.by_name).remove(&(topic.to_owned(), number))
+    }
+}
+
+/// One assigned partition, from its first record to its revoke (a partition assigned again is a
+/// new `Partition`).
+struct Partition {
+    topic: String,
+    number: i32,
+    /// The tracker of handled offsets, and whether the partition is still this instance's. A
+    /// record stores its offset while holding this lock, and a revoke takes it to clear `owned`,
+    /// so no store can follow the revoke.
+    offsets: Mutex<Offsets>,
+    /// Cancelled when the partition is revoked or the consumer stops: retries and waits for a
+    /// turn end, and the records they belong to are not stored.
+    abandoned: CancellationToken,
+    /// One permit per record received and not yet handled (`--consumer-in-flight`).
+    window: Arc<Semaphore>,
+    /// Whether the consumer paused fetching the partition because its window is full.
+    paused: AtomicBool,
+}
+
+struct Offsets {
+    tracker: OffsetTracker,
+    owned: bool,
+}
+
+impl Partition {
+    fn new(topic: &str, number: i32, in_flight: usize, stop: &CancellationToken) -> Arc<Self> {
+        Arc::new(Partition {
+            topic: topic.to_owned(),
+            number,
+            offsets: Mutex::new(Offsets { tracker: OffsetTracker::default(), owned: true }),
+            abandoned: stop.child_token(),
+            window: Arc::new(Semaphore::new(in_flight)),
+            paused: AtomicBool::new(false),
+        })
+    }
+
+    fn list(&self) -> TopicPartitionList {
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition(&self.topic, self.number);
+        list
+    }
+
+    /// The partition is no longer this instance's: nothing of it is stored any more, its records
+    /// in flight are abandoned, and a pause is lifted (librdkafka keeps a partition's pause across
+    /// assignments, and whoever gets it next must read it).
+    fn revoke<C: Consumer<X>, X: ConsumerContext>(&self, consumer: &C) {
+        lock(&self.offsets).owned = false;
+        self.abandoned.cancel();
+        if self.paused.swap(false, Ordering::SeqCst)
+            && let Err(error) = consumer.resume(&self.list())
+        {
+            tracing::warn!(%error, topic = %self.topic, partition = self.number, "cannot resume a revoked partition");
+        }
+        tracing::info!(topic = %self.topic, partition = self.number, "partition revoked; its records in flight are left to the next owner");
+    }
+
+    /// Notes that the record at `offset` arrived, in offset order.
+    fn begin(&self, offset: i64) {
+        if let Err(error) = lock(&self.offsets).tracker.begin(offset) {
+            // librdkafka hands a partition's records over in offset order; if it ever did not,
+            // the record is handled but its offset never stored (redelivered later, deduplicated).
+            tracing::warn!(topic = %self.topic, partition = self.number, offset = error.offset, newest = error.newest, "record out of offset order; its offset will not be stored");
+        }
+    }
+
+    /// The record at `offset` is handled: stores the partition's handled prefix if it grew and
+    /// the partition is still this instance's.
+    fn complete<C: Consumer<X>, X: ConsumerContext>(&self, consumer: &C, offset: i64) {
+        let mut offsets = lock(&self.offsets);
+        if !offsets.owned {
+            return;
+        }
+        if let Some(last) = offsets.tracker.complete(offset)
+            // librdkafka stores `last + 1`, the next record to read.
+            && let Err(error) = consumer.store_offset(&self.topic, self.number, last)
+        {
+            tracing::warn!(%error, topic = %self.topic, partition = self.number, offset = last, "cannot store offset; records may be redelivered");
+        }
+    }
+}
 
 pub(crate) struct Kafka {
-    pub consumer: StreamConsumer<LagContext>,
+    consumer: StreamConsumer<Callbacks>,
     producer: FutureProducer,
     dead_letter_topic: String,
     max_record_bytes: usize,
@@ -85,6 +233,50 @@ pub(crate) struct Kafka {
     /// How long one record may wait for the dead-letter topic before the consumer gives up;
     /// `None` waits for ever.
     dead_letter_timeout: Option<Duration>,
+    /// `--consumer-in-flight`: records of one partition received and not yet handled.
+    in_flight: usize,
+    /// Shared with the rebalance callback, which revokes partitions.
+    partitions: Arc<Partitions>,
+    /// Records currently failing to be dead-lettered: `dead_letter` is ready again only when
+    /// none is.
+    dead_letter_failing: AtomicUsize,
+}
+
+/// What a record's handling shares with every other record's.
+struct Handling {
+    pipeline: Arc<Pipeline>,
+    metrics: Metrics,
+    health: Health,
+    /// Where a record that cannot be dead-lettered in time reports it, ending the consumer.
+    fatal: mpsc::UnboundedSender<String>,
+}
+
+/// A record admitted to its partition's window; the permit is given back when it is handled or
+/// abandoned.
+struct Admitted {
+    message: OwnedMessage,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The consumer loop's side of one partition.
+struct Feed {
+    partition: Arc<Partition>,
+    /// To the partition's worker, in offset order. Each record in it holds a window permit, so it
+    /// holds at most `--consumer-in-flight` records.
+    queue: mpsc::UnboundedSender<Admitted>,
+    /// Records received while the window was full (librdkafka may hand over a few it fetched
+    /// before the pause took effect), admitted first once the window has room.
+    held: VecDeque<OwnedMessage>,
+}
+
+/// A record as its partition's worker found it, before it is handled.
+enum Prepared {
+    /// Older than `--max-event-age-seconds`: counted and skipped.
+    TooOld { age_ms: u64 },
+    /// Bad input: dead-letter it.
+    Invalid(DeadLetter<'static>),
+    /// The routed event, for the first attempt (a retry routes the bytes again).
+    Routed(Box<EventEnvelope<herald::Event>>),
 }
 
 /// Why a record is dead-lettered, with the error text.
@@ -149,7 +341,8 @@ pub(crate) fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
 enum Handled {
     /// Published, parked, dead-lettered or skipped: store its offset.
     Done,
-    /// Shutdown interrupted a retry: do not store the offset, so the record is redelivered.
+    /// Shutdown or a revoke interrupted a retry: do not store the offset, so the record is
+    /// redelivered.
     Interrupted,
 }
 
@@ -297,7 +490,9 @@ impl Kafka {
         for (key, value) in &config.kafka_producer_options {
             producer_config.set(key, value);
         }
-        let consumer: StreamConsumer<LagContext> = consumer_config.create_with_context(LagContext { metrics })?;
+        let partitions = Arc::new(Partitions::default());
+        let consumer: StreamConsumer<Callbacks> =
+            consumer_config.create_with_context(Callbacks { metrics, partitions: Arc::clone(&partitions) })?;
         let topics = config.topics();
         let topic_names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_names)?;
@@ -317,6 +512,9 @@ impl Kafka {
                 .then(|| Duration::from_secs(config.max_event_age_seconds)),
             dead_letter_timeout: (config.dead_letter_timeout_seconds > 0)
                 .then(|| Duration::from_secs(config.dead_letter_timeout_seconds)),
+            in_flight: config.consumer_in_flight.max(1),
+            partitions,
+            dead_letter_failing: AtomicUsize::new(0),
         }))
     }
 
@@ -333,6 +531,10 @@ impl Kafka {
     /// Consumes until `shutdown`, then commits what was handled. Returns an error only when it
     /// gives up on a record it could not dead-letter: the caller ends the process, so an
     /// orchestrator restarts it and the record is handled again, never skipped.
+    ///
+    /// This loop only reads records and hands each to its partition's worker
+    /// ([`Kafka::work`]), pausing a partition whose window is full; the worker routes records in
+    /// offset order and spawns one task per record ([`Kafka::run_record`]).
     pub(crate) async fn run(
         self: Arc<Self>,
         pipeline: Arc<Pipeline>,
@@ -342,17 +544,32 @@ impl Kafka {
     ) -> Result<(), String> {
         health.pass(CONSUMER_CHECK);
         health.pass(DEAD_LETTER_CHECK);
+        // Cancelled when this loop ends for any reason: every partition's work is abandoned.
+        let stop = shutdown.child_token();
+        let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
+        let handling = Arc::new(Handling { pipeline, metrics, health: health.clone(), fatal });
+        let mut feeds: HashMap<(String, i32), Feed> = HashMap::new();
+        // One task per paused partition, ending when its window has room again.
+        let mut room: JoinSet<Arc<Partition>> = JoinSet::new();
         let mut error_backoff = Duration::from_millis(100);
         let mut outcome = Ok(());
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => break,
+                Some(error) = fatal_errors.recv() => {
+                    outcome = Err(error);
+                    break;
+                }
+                Some(Ok(partition)) = room.join_next(), if !room.is_empty() => {
+                    self.refill(&mut feeds, &mut room, &partition);
+                    continue;
+                }
                 message = self.consumer.recv() => message,
             };
             let message = match message {
                 Ok(message) => {
                     error_backoff = Duration::from_millis(100);
-                    message
+                    message.detach()
                 }
                 Err(KafkaError::MessageConsumption(
                     code @ (RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic),
@@ -374,30 +591,19 @@ impl Kafka {
                     continue;
                 }
             };
-            let span = tracing::info_span!(
-                "record",
-                topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset()
-            );
-            let handled =
-                tracing::Instrument::instrument(self.handle(&message, &pipeline, &metrics, &health, &shutdown), span)
-                    .await;
-            match handled {
-                Ok(Handled::Done) => {}
-                // Shutting down in the middle of a retry: the offset is not stored, so the record
-                // is redelivered to whoever consumes next.
-                Ok(Handled::Interrupted) => break,
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
-                }
-            }
-            if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                tracing::warn!(%error, "cannot store offset; the record may be redelivered");
-            }
+            self.admit(message, &mut feeds, &mut room, &stop, &handling);
         }
         health.fail(CONSUMER_CHECK, "the consumer has stopped");
+        // Retries and waits for a turn end; records in the middle of a Redis call finish and
+        // store their offsets. Each record holds a permit of its partition's window until then.
+        stop.cancel();
+        room.abort_all();
+        let windows: Vec<Arc<Semaphore>> = feeds.into_values().map(|feed| Arc::clone(&feed.partition.window)).collect();
+        let whole_window = u32::try_from(self.in_flight).unwrap_or(u32::MAX);
+        for window in windows {
+            // The semaphore is never closed.
+            let _all_handled_or_abandoned = window.acquire_many(whole_window).await;
+        }
         let kafka = Arc::clone(&self);
         let committed =
             tokio::task::spawn_blocking(move || kafka.consumer.commit_consumer_state(CommitMode::Sync)).await;
@@ -410,60 +616,261 @@ impl Kafka {
         outcome
     }
 
-    /// Handles one record until it is published, parked, dead-lettered or skipped as too old.
-    async fn handle(
+    /// Hands `message` to its partition's worker if the partition's window has room; otherwise
+    /// holds it (in order) until the window has room, and pauses the partition while it holds
+    /// [`Kafka::hold_limit`] records.
+    fn admit(
+        self: &Arc<Self>,
+        message: OwnedMessage,
+        feeds: &mut HashMap<(String, i32), Feed>,
+        room: &mut JoinSet<Arc<Partition>>,
+        stop: &CancellationToken,
+        handling: &Arc<Handling>,
+    ) {
+        let name = (message.topic().to_owned(), message.partition());
+        let feed = match feeds.get_mut(&name) {
+            // A revoked partition's feed is replaced: the partition was assigned again.
+            Some(feed) if !feed.partition.abandoned.is_cancelled() => feed,
+            _ => {
+                let partition = Partition::new(&name.0, name.1, self.in_flight, stop);
+                self.partitions.insert(Arc::clone(&partition));
+                let (queue, records) = mpsc::unbounded_channel();
+                tokio::spawn(Arc::clone(self).work(Arc::clone(&partition), records, Arc::clone(handling)));
+                feeds.entry(name).insert_entry(Feed { partition, queue, held: VecDeque::new() }).into_mut()
+            }
+        };
+        if feed.held.is_empty()
+            && let Ok(permit) = Arc::clone(&feed.partition.window).try_acquire_owned()
+        {
+            // The worker only stops when the partition is abandoned; then the record is dropped
+            // with it and redelivered to the next owner.
+            let _ = feed.queue.send(Admitted { message, permit });
+            return;
+        }
+        feed.held.push_back(message);
+        if feed.held.len() == 1 {
+            // Whenever records are held, one task waits for room in the window.
+            self.wait_for_room(room, &feed.partition);
+        }
+        if feed.held.len() >= self.hold_limit() && !feed.partition.paused.swap(true, Ordering::SeqCst) {
+            // Pausing is not free (librdkafka drops what it fetched ahead and fetches it again on
+            // resume), so it happens only once the held records reach their bound.
+            if let Err(error) = self.consumer.pause(&feed.partition.list()) {
+                tracing::warn!(%error, topic = %feed.partition.topic, partition = feed.partition.number, "cannot pause a full partition");
+            }
+        }
+    }
+
+    /// How many records of a partition may wait outside its full window before it is paused.
+    fn hold_limit(&self) -> usize {
+        self.in_flight.saturating_mul(4).max(256)
+    }
+
+    /// Waits in `room` until a quarter of `partition`'s window is free (or it is abandoned).
+    fn wait_for_room(&self, room: &mut JoinSet<Arc<Partition>>, partition: &Arc<Partition>) {
+        let quarter = u32::try_from((self.in_flight / 4).max(1)).unwrap_or(u32::MAX);
+        let partition = Arc::clone(partition);
+        room.spawn(async move {
+            tokio::select! {
+                // The permits go back at once: this only waits for them to be free.
+                _ = Arc::clone(&partition.window).acquire_many_owned(quarter) => {}
+                () = partition.abandoned.cancelled() => {}
+            }
+            partition
+        });
+    }
+
+    /// `partition`'s window has room: admits its held records and, once none is left, resumes it
+    /// if it was paused.
+    fn refill(
         &self,
-        message: &rdkafka::message::BorrowedMessage<'_>,
-        pipeline: &Pipeline,
-        metrics: &Metrics,
-        health: &Health,
-        shutdown: &CancellationToken,
-    ) -> Result<Handled, String> {
+        feeds: &mut HashMap<(String, i32), Feed>,
+        room: &mut JoinSet<Arc<Partition>>,
+        partition: &Arc<Partition>,
+    ) {
+        let Some(feed) = feeds.get_mut(&(partition.topic.clone(), partition.number)) else { return };
+        if !Arc::ptr_eq(&feed.partition, partition) || partition.abandoned.is_cancelled() {
+            // Revoked meanwhile: the held records belong to the next owner (the revoke lifted
+            // the pause).
+            if Arc::ptr_eq(&feed.partition, partition) {
+                feed.held.clear();
+            }
+            return;
+        }
+        while let Some(message) = feed.held.pop_front() {
+            match Arc::clone(&partition.window).try_acquire_owned() {
+                Ok(permit) => {
+                    let _ = feed.queue.send(Admitted { message, permit });
+                }
+                Err(_) => {
+                    feed.held.push_front(message);
+                    self.wait_for_room(room, partition);
+                    return;
+                }
+            }
+        }
+        if partition.paused.swap(false, Ordering::SeqCst)
+            && let Err(error) = self.consumer.resume(&partition.list())
+        {
+            tracing::warn!(%error, topic = %partition.topic, partition = partition.number, "cannot resume a partition");
+        }
+    }
+
+    /// One partition's worker: takes its records in offset order, routes each, and starts it
+    /// once the records it must follow (same user or batch) are handled. Ends when the partition
+    /// is abandoned.
+    async fn work(
+        self: Arc<Self>,
+        partition: Arc<Partition>,
+        mut records: mpsc::UnboundedReceiver<Admitted>,
+        handling: Arc<Handling>,
+    ) {
+        let mut order = KeyedOrder::new(self.in_flight);
+        loop {
+            let admitted = tokio::select! {
+                () = partition.abandoned.cancelled() => return,
+                admitted = records.recv() => match admitted {
+                    Some(admitted) => admitted,
+                    None => return,
+                },
+            };
+            partition.begin(admitted.message.offset());
+            let (prepared, origin) = self.prepare(&admitted.message);
+            let keys = match &prepared {
+                Prepared::Routed(envelope) => order::ordering_keys(&envelope.data),
+                Prepared::Invalid(_) => vec![order::DEAD_LETTER_KEY.to_owned()],
+                Prepared::TooOld { .. } => Vec::new(),
+            };
+            let (waits, turn) = order.admit(keys);
+            tokio::spawn(Arc::clone(&self).run_record(
+                Arc::clone(&partition),
+                admitted,
+                prepared,
+                origin,
+                (waits, turn),
+                Arc::clone(&handling),
+            ));
+        }
+    }
+
+    /// Reads what the record is without waiting for anything: too old, bad input or an event;
+    /// with its origin time (its Kafka timestamp, or now when it has none).
+    fn prepare(&self, message: &OwnedMessage) -> (Prepared, u64) {
         let timestamp = message.timestamp().to_millis().and_then(|ms| u64::try_from(ms).ok());
         let now = now_unix_ms();
         if let (Some(max_age), Some(timestamp)) = (self.max_event_age, timestamp) {
             let age_ms = now.saturating_sub(timestamp);
             if u128::from(age_ms) > max_age.as_millis() {
+                return (Prepared::TooOld { age_ms }, now);
+            }
+        }
+        let prepared = match message.payload() {
+            None => Prepared::Invalid(DeadLetter { reason: "empty", message: "the record has no value".into() }),
+            Some(bytes) if bytes.len() > self.max_record_bytes => Prepared::Invalid(DeadLetter {
+                reason: "oversized",
+                message: format!("{} bytes is over the limit of {}", bytes.len(), self.max_record_bytes),
+            }),
+            Some(bytes) => match herald::route(bytes) {
+                Ok(envelope) => Prepared::Routed(Box::new(envelope)),
+                Err(error) => Prepared::Invalid(DeadLetter { reason: error.reason(), message: error.to_string() }),
+            },
+        };
+        (prepared, timestamp.unwrap_or(now))
+    }
+
+    /// One record's task: waits for its turn, handles it, and stores the partition's handled
+    /// prefix. An interrupted record stores nothing and never lets the records after it run.
+    async fn run_record(
+        self: Arc<Self>,
+        partition: Arc<Partition>,
+        admitted: Admitted,
+        prepared: Prepared,
+        origin_unix_ms: u64,
+        (waits, turn): (Vec<Turn>, Turn),
+        handling: Arc<Handling>,
+    ) {
+        let Admitted { message, permit } = admitted;
+        let span = tracing::info_span!(
+            "record",
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset()
+        );
+        let record = async {
+            for wait in waits {
+                tokio::select! {
+                    _ = wait.wait() => {}
+                    // The record before it was interrupted or the partition revoked: this one
+                    // is redelivered after it.
+                    () = partition.abandoned.cancelled() => return,
+                }
+            }
+            match self.handle(&message, prepared, origin_unix_ms, &handling, &partition.abandoned).await {
+                Ok(Handled::Done) => {
+                    partition.complete(&self.consumer, message.offset());
+                    // Set only now: a record is handled when it is, and nothing of it is left.
+                    let _ = turn.set(());
+                }
+                // Shutdown or revoke in the middle of a retry: the offset is not stored, so the
+                // record is redelivered to whoever consumes next.
+                Ok(Handled::Interrupted) => {}
+                Err(error) => {
+                    let _ = handling.fatal.send(error);
+                }
+            }
+        };
+        tracing::Instrument::instrument(record, span).await;
+        drop(permit);
+    }
+
+    /// Handles one record until it is published, parked, dead-lettered or skipped as too old.
+    async fn handle(
+        &self,
+        message: &OwnedMessage,
+        prepared: Prepared,
+        origin_unix_ms: u64,
+        handling: &Handling,
+        stop: &CancellationToken,
+    ) -> Result<Handled, String> {
+        let Handling { pipeline, metrics, health, .. } = handling;
+        let dead_letter = match prepared {
+            Prepared::TooOld { age_ms } => {
                 metrics.too_old.inc();
                 tracing::warn!(
                     age_seconds = age_ms / 1000,
-                    max_event_age_seconds = max_age.as_secs(),
+                    max_event_age_seconds = self.max_event_age.map_or(0, |age| age.as_secs()),
                     "record older than --max-event-age-seconds; not delivered"
                 );
                 return Ok(Handled::Done);
             }
-        }
-        let origin = timestamp.unwrap_or(now);
-        let mut backoff = Duration::from_millis(100);
-        let dead_letter = loop {
-            let failure = match message.payload() {
-                None => DeadLetter { reason: "empty", message: "the record has no value".into() },
-                Some(bytes) if bytes.len() > self.max_record_bytes => DeadLetter {
-                    reason: "oversized",
-                    message: format!("{} bytes is over the limit of {}", bytes.len(), self.max_record_bytes),
-                },
-                Some(bytes) => match pipeline.process(bytes, origin).await {
-                    Ok(_) => return Ok(Handled::Done),
-                    Err(ProcessError::Invalid { reason, message }) => DeadLetter { reason, message },
-                    Err(ProcessError::Transient(error)) => {
-                        metrics.retries.inc();
-                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "transient failure; retrying the same record");
-                        if !crate::pause(shutdown, &mut backoff).await {
-                            return Ok(Handled::Interrupted);
+            Prepared::Invalid(dead_letter) => dead_letter,
+            Prepared::Routed(envelope) => {
+                let mut attempt = pipeline.handle(*envelope, origin_unix_ms).await;
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match attempt {
+                        Ok(_) => return Ok(Handled::Done),
+                        Err(ProcessError::Invalid { reason, message }) => break DeadLetter { reason, message },
+                        Err(ProcessError::Transient(error)) => {
+                            metrics.retries.inc();
+                            tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "transient failure; retrying the same record");
+                            if !crate::pause(stop, &mut backoff).await {
+                                return Ok(Handled::Interrupted);
+                            }
+                            // Dispatch consumed the event: route the bytes again.
+                            attempt = pipeline.process(message.payload().unwrap_or_default(), origin_unix_ms).await;
                         }
-                        continue;
                     }
-                },
-            };
-            break failure;
+                }
+            }
         };
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let mut backoff = Duration::from_millis(100);
         let mut failing_since: Option<Instant> = None;
-        loop {
+        let handled = loop {
             match self.dead_letter(source, message.key(), message.payload(), &dead_letter).await {
                 Ok(truncated) => {
-                    if failing_since.is_some() {
+                    if failing_since.is_some() && self.dead_letter_failing.fetch_sub(1, Ordering::SeqCst) == 1 {
                         health.pass(DEAD_LETTER_CHECK);
                         tracing::info!(topic = %self.dead_letter_topic, "the dead-letter topic is writable again");
                     }
@@ -478,6 +885,9 @@ impl Kafka {
                 }
                 Err(error) => {
                     metrics.dead_letter_failures.inc();
+                    if failing_since.is_none() {
+                        self.dead_letter_failing.fetch_add(1, Ordering::SeqCst);
+                    }
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     let waited = since.elapsed();
                     let cause = format!(
@@ -489,7 +899,7 @@ impl Kafka {
                     if let Some(timeout) = self.dead_letter_timeout
                         && waited >= timeout
                     {
-                        return Err(format!(
+                        break Err(format!(
                             "{cause}; gave up after --dead-letter-timeout-seconds={} without skipping the record \
                              (fix the topic, its permissions or --dead-letter-topic; the record is handled again \
                              after the restart)",
@@ -497,12 +907,16 @@ impl Kafka {
                         ));
                     }
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot write to the dead-letter topic; retrying");
-                    if !crate::pause(shutdown, &mut backoff).await {
-                        return Ok(Handled::Interrupted);
+                    if !crate::pause(stop, &mut backoff).await {
+                        break Ok(Handled::Interrupted);
                     }
                 }
             }
-        }
+        };
+        // Given up or interrupted while failing: the check stays failed (nothing proved the
+        // topic writable), but this record no longer counts.
+        self.dead_letter_failing.fetch_sub(1, Ordering::SeqCst);
+        handled
     }
 
     /// Writes the record, unchanged, to the dead-letter topic and waits for the broker's ack; when

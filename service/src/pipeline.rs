@@ -224,8 +224,15 @@ impl Pipeline {
     /// Routes and handles one record. `origin_unix_ms` is the record's Kafka timestamp (or the time
     /// it was received over HTTP).
     pub(crate) async fn process(&self, bytes: &[u8], origin_unix_ms: u64) -> Result<Outcome, ProcessError> {
-        let envelope = herald::route(bytes)
-            .map_err(|error| ProcessError::Invalid { reason: error.reason(), message: error.to_string() })?;
+        self.handle(route(bytes)?, origin_unix_ms).await
+    }
+
+    /// Handles one routed event (see [`route`]).
+    pub(crate) async fn handle(
+        &self,
+        envelope: EventEnvelope<herald::Event>,
+        origin_unix_ms: u64,
+    ) -> Result<Outcome, ProcessError> {
         let span = tracing::info_span!(
             "event",
             event_id = %envelope.event_id,
@@ -241,13 +248,8 @@ impl Pipeline {
             // Only fails if the span was already entered, which it has not been.
             let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         }
-        let handler = RecordHandler { pipeline: self, origin_unix_ms, outcome: std::sync::Mutex::new(None) };
-        tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await?;
-        handler
-            .outcome
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .ok_or_else(|| ProcessError::Transient("the handler delivered nothing".into()))
+        let handler = RecordHandler { pipeline: self, origin_unix_ms };
+        tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await
     }
 
     /// Publishes one notification, learning and using batch ownership as needed.
@@ -343,24 +345,27 @@ impl Pipeline {
     }
 }
 
+/// Parses record bytes into the envelope of their event; bad input is [`ProcessError::Invalid`].
+pub(crate) fn route(bytes: &[u8]) -> Result<EventEnvelope<herald::Event>, ProcessError> {
+    herald::route(bytes).map_err(|error| ProcessError::Invalid { reason: error.reason(), message: error.to_string() })
+}
+
 /// The handler for one record: the generated trait methods call `deliver` for every declarative
-/// event; unknown event types are invalid input.
+/// event and return its [`Outcome`]; unknown event types are invalid input.
 struct RecordHandler<'a> {
     pipeline: &'a Pipeline,
     origin_unix_ms: u64,
-    outcome: std::sync::Mutex<Option<Outcome>>,
 }
 
 impl EventHandler for RecordHandler<'_> {
+    type Output = Outcome;
     type Error = ProcessError;
 
-    async fn deliver(&self, notification: Notification) -> Result<(), ProcessError> {
-        let outcome = self.pipeline.deliver(notification, self.origin_unix_ms).await?;
-        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
-        Ok(())
+    async fn deliver(&self, notification: Notification) -> Result<Outcome, ProcessError> {
+        self.pipeline.deliver(notification, self.origin_unix_ms).await
     }
 
-    async fn handle_unknown(&self, envelope: &EventEnvelope<Box<RawValue>>) -> Result<(), ProcessError> {
+    async fn handle_unknown(&self, envelope: &EventEnvelope<Box<RawValue>>) -> Result<Outcome, ProcessError> {
         Err(ProcessError::Invalid {
             reason: "unknown_event_type",
             message: format!("no event definition claims event_type {:?}", envelope.event_type),

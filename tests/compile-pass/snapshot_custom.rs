@@ -7,6 +7,7 @@ include!("../../codegen/tests/snapshots/custom.rs");
 struct Service;
 
 impl EventHandler for Service {
+    type Output = ();
     type Error = ();
 
     fn deliver(

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use herald::runtime::{Notification, RouteError};
@@ -145,27 +144,38 @@ fn bad_input_is_a_classified_error() {
     assert!(matches!(trailing, RouteError::NotJson(_) | RouteError::NotEnvelope { .. }), "{trailing}");
 }
 
-/// A handler that records what the generated defaults deliver.
-#[derive(Default)]
-struct Recorder {
-    delivered: Mutex<Vec<Notification>>,
-    unknown: Mutex<Vec<String>>,
+/// What the recorder's handler gives back: the notification the generated default delivered, or
+/// the `event_type` nothing claims.
+#[derive(Debug)]
+enum Handled {
+    Delivered(Box<Notification>),
+    Unknown(String),
 }
 
+/// A handler that returns what the generated defaults deliver.
+struct Recorder;
+
 impl EventHandler for Recorder {
+    type Output = Handled;
     type Error = std::convert::Infallible;
 
-    fn deliver(&self, notification: Notification) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        self.delivered.lock().unwrap().push(notification);
-        std::future::ready(Ok(()))
+    fn deliver(&self, notification: Notification) -> impl Future<Output = Result<Handled, Self::Error>> + Send {
+        std::future::ready(Ok(Handled::Delivered(Box::new(notification))))
     }
 
     fn handle_unknown(
         &self,
         envelope: &EventEnvelope<Box<RawValue>>,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        self.unknown.lock().unwrap().push(envelope.event_type.clone());
-        std::future::ready(Ok(()))
+    ) -> impl Future<Output = Result<Handled, Self::Error>> + Send {
+        std::future::ready(Ok(Handled::Unknown(envelope.event_type.clone())))
+    }
+}
+
+/// Dispatches `envelope` to the recorder and returns the notification delivered.
+fn delivered(file: &Path, envelope: EventEnvelope<Event>) -> Notification {
+    match now(herald::dispatch(&Recorder, envelope)) {
+        Ok(Handled::Delivered(notification)) => *notification,
+        other => panic!("{}: one notification expected, got {other:?}", file.display()),
     }
 }
 
@@ -180,12 +190,16 @@ fn now<F: Future>(future: F) -> F::Output {
 #[test]
 fn declarative_handlers_build_the_notification() {
     for (event, case, file, bytes) in cases() {
-        let recorder = Recorder::default();
         let envelope = route(&file, &bytes);
         let original: Value = serde_json::from_slice(&bytes).unwrap();
-        now(herald::dispatch(&recorder, envelope)).unwrap();
-        let delivered = recorder.delivered.into_inner().unwrap();
-        let [notification] = delivered.as_slice() else { panic!("{}: one notification expected", file.display()) };
+        // The routed event names the same recipient and batch owner as the notification built
+        // from it (the consumer orders records by them before any notification exists).
+        let recipient = envelope.data.recipient();
+        let (user, batch) = (recipient.user.map(str::to_owned), recipient.batch.map(str::to_owned));
+        let owner = envelope.data.batch_owner().map(|owner| (owner.batch.to_owned(), owner.user.to_owned()));
+        let notification = &delivered(&file, envelope);
+        assert_eq!((&notification.user, &notification.batch), (&user, &batch), "{}", file.display());
+        assert_eq!(notification.batch_owner, owner, "{}", file.display());
         let info = herald::EVENTS.iter().find(|info| info.notification == event).unwrap();
         assert_eq!(notification.name, event);
         assert_eq!(notification.category, info.category);
@@ -210,9 +224,7 @@ fn declarative_handlers_build_the_notification() {
 #[test]
 fn an_unknown_user_falls_back_to_the_batch_owner() {
     let file = fixtures().join("batch_content_provisioning_completed/unknown_user.compact.json");
-    let recorder = Recorder::default();
-    now(herald::dispatch(&recorder, route(&file, &std::fs::read(&file).unwrap()))).unwrap();
-    let notification = &recorder.delivered.lock().unwrap()[0];
+    let notification = &delivered(&file, route(&file, &std::fs::read(&file).unwrap()));
     assert_eq!(notification.user, None, "\"unknown\" is not a user");
     assert!(notification.batch.is_some());
     assert_eq!(notification.batch_owner, None, "\"unknown\" does not own the batch");
@@ -221,9 +233,7 @@ fn an_unknown_user_falls_back_to_the_batch_owner() {
 #[test]
 fn events_with_user_and_batch_reveal_the_owner() {
     for (event, _, file, bytes) in cases() {
-        let recorder = Recorder::default();
-        now(herald::dispatch(&recorder, route(&file, &bytes))).unwrap();
-        let owner = recorder.delivered.lock().unwrap()[0].batch_owner.clone();
+        let owner = delivered(&file, route(&file, &bytes)).batch_owner;
         let expected = matches!(
             event.as_str(),
             "batch_file_added"
@@ -238,10 +248,11 @@ fn events_with_user_and_batch_reveal_the_owner() {
 #[test]
 fn unknown_events_reach_handle_unknown() {
     let file = fixtures().join("_unknown/batch_essays_registered.compact.json");
-    let recorder = Recorder::default();
-    now(herald::dispatch(&recorder, route(&file, &std::fs::read(&file).unwrap()))).unwrap();
-    assert!(recorder.delivered.lock().unwrap().is_empty());
-    assert_eq!(*recorder.unknown.lock().unwrap(), ["huleedu.batch.essays.registered.v1"]);
+    let handled = now(herald::dispatch(&Recorder, route(&file, &std::fs::read(&file).unwrap())));
+    assert!(
+        matches!(&handled, Ok(Handled::Unknown(event_type)) if event_type == "huleedu.batch.essays.registered.v1"),
+        "{handled:?}"
+    );
 }
 
 #[test]

@@ -146,6 +146,33 @@ impl Event {
             Event::Unknown(_) => ::std::option::Option::None,
         }
     }
+    /// Who this event is for; nobody for [`Event::Unknown`].
+    pub fn recipient(&self) -> ::herald_runtime::Recipient<'_> {
+        match self {
+            Event::AuditFlaggedV1(payload) => ::herald_runtime::Event::recipient(payload),
+            Event::GreetingSentV1(payload) => ::herald_runtime::Event::recipient(payload),
+            Event::Unknown(_) => {
+                ::herald_runtime::Recipient {
+                    user: ::std::option::Option::None,
+                    batch: ::std::option::Option::None,
+                }
+            }
+        }
+    }
+    /// The batch owner this event reveals, if it carries both a user and a batch.
+    pub fn batch_owner(
+        &self,
+    ) -> ::std::option::Option<::herald_runtime::BatchOwner<'_>> {
+        match self {
+            Event::AuditFlaggedV1(payload) => {
+                ::herald_runtime::Event::batch_owner(payload)
+            }
+            Event::GreetingSentV1(payload) => {
+                ::herald_runtime::Event::batch_owner(payload)
+            }
+            Event::Unknown(_) => ::std::option::Option::None,
+        }
+    }
 }
 impl ::serde::Serialize for Event {
     fn serialize<S: ::serde::Serializer>(
@@ -183,9 +210,13 @@ pub fn route(
 /// What the service does with each event: one method per event in `event-defs/`.
 ///
 /// Declarative events have a generated default that builds the notification and passes it
-/// to [`EventHandler::deliver`]; events marked `custom` have no default, so a handler that
-/// does not implement them does not compile.
+/// to [`EventHandler::deliver`] and returns what `deliver` returns; events marked `custom`
+/// have no default, so a handler that does not implement them does not compile.
+/// [`dispatch`] gives its caller the handler's [`EventHandler::Output`] (like tower's
+/// `Service::Response`): where the notification went, say.
 pub trait EventHandler: ::std::marker::Sync {
+    /// What handling one event gives back to the caller of [`dispatch`].
+    type Output;
     /// Why handling failed.
     type Error;
     /// Finds the notification's recipient and publishes it.
@@ -193,28 +224,28 @@ pub trait EventHandler: ::std::marker::Sync {
         &self,
         notification: ::herald_runtime::Notification,
     ) -> impl ::std::future::Future<
-        Output = ::std::result::Result<(), Self::Error>,
+        Output = ::std::result::Result<Self::Output, Self::Error>,
     > + ::std::marker::Send;
     /// Handles an envelope whose `event_type` no definition claims.
     fn handle_unknown(
         &self,
         envelope: &EventEnvelope<::std::boxed::Box<::serde_json::value::RawValue>>,
     ) -> impl ::std::future::Future<
-        Output = ::std::result::Result<(), Self::Error>,
+        Output = ::std::result::Result<Self::Output, Self::Error>,
     > + ::std::marker::Send;
     /// Handles `example.audit.flagged.v1`. Its definition says `"handling": "custom"`, so there is no generated default: implement it.
     fn handle_audit_flagged(
         &self,
         envelope: &EventEnvelope<AuditFlaggedV1>,
     ) -> impl ::std::future::Future<
-        Output = ::std::result::Result<(), Self::Error>,
+        Output = ::std::result::Result<Self::Output, Self::Error>,
     > + ::std::marker::Send;
     /// Handles `example.greeting.sent.v1`: builds the `greeting_sent` notification for user_id and delivers it.
     fn handle_greeting_sent(
         &self,
         envelope: &EventEnvelope<GreetingSentV1>,
     ) -> impl ::std::future::Future<
-        Output = ::std::result::Result<(), Self::Error>,
+        Output = ::std::result::Result<Self::Output, Self::Error>,
     > + ::std::marker::Send {
         self.deliver(
             ::herald_runtime::Notification::build(
@@ -224,11 +255,11 @@ pub trait EventHandler: ::std::marker::Sync {
         )
     }
 }
-/// Calls the handler method for the envelope's event.
+/// Calls the handler method for the envelope's event and returns what it gives back.
 pub async fn dispatch<H: EventHandler>(
     handler: &H,
     envelope: EventEnvelope<Event>,
-) -> ::std::result::Result<(), H::Error> {
+) -> ::std::result::Result<H::Output, H::Error> {
     let (envelope, event) = envelope.into_parts();
     match event {
         Event::AuditFlaggedV1(payload) => {

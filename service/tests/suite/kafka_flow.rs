@@ -1,10 +1,13 @@
 //! Events produced to Kafka reach the right teacher's sockets: every event, through batch ownership
 //! and parking; never another user's; once per event; bad input dead-lettered with its reason.
 //!
-//! Ordering arguments used throughout: records of one partition are handled in order, and one
-//! Redis connection receives publishes in the order Redis executed them. So a "sentinel" record
-//! produced with the same key as earlier traffic is published after that traffic, and its arrival on
-//! a socket proves that anything the traffic published to that socket's user has already arrived.
+//! Ordering arguments used throughout: records of one partition for the same user (or the same
+//! batch) are handled in order, and one Redis connection receives publishes in the order Redis
+//! executed them. So a "sentinel" record for a user, produced to the partition of earlier traffic
+//! for that user, is published after that traffic, and its arrival on the user's socket proves that
+//! anything the traffic published to that user has already arrived. Records for different users
+//! may be handled in any order; a sentinel for another user proves only what was handled before
+//! the sentinel was produced.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -236,8 +239,9 @@ async fn no_notification_reaches_another_users_socket() {
     }
     producer.send_envelope(&scope, "batch_phase_outcome", &bystander_batch_event).await;
 
-    // Sentinels for the bystander, one per topic the teacher's traffic used, keyed like that
-    // traffic so each shares its partition and is handled after it.
+    // Records for the bystander, one per topic the teacher's traffic used, keyed like that
+    // traffic so each shares its partition (they are for another user, so they may be handled
+    // before it: the last sentinel below closes the check).
     let sentinels = [
         ("batch_essays_ready", envelope("batch_essays_ready", "basic", |v| set(v, "batch_id", &other_batch))),
         (
@@ -289,6 +293,11 @@ async fn no_notification_reaches_another_users_socket() {
     let last = envelope("class_created", "new_course_code", |v| set(v, "user_id", &teacher));
     producer.send_envelope(&scope, "class_created", &last).await;
     check_notification(&teacher_socket.notification().await, &last, "class_created");
+    // Every record of the teacher's was handled before this one was produced (the teacher got
+    // them all), so anything of theirs sent to the bystander would arrive before it.
+    let bystander_last = envelope("class_created", "new_course_code", |v| set(v, "user_id", &bystander));
+    producer.send_envelope(&scope, "class_created", &bystander_last).await;
+    check_notification(&bystander_socket.notification().await, &bystander_last, "class_created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

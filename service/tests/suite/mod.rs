@@ -8,6 +8,8 @@
 //!   be written: dead-lettered, not-ready, or the process ends; never skipped silently.
 //! - `lifecycle`: token expiry and in-band refresh, the drain on SIGTERM, the per-user limit across
 //!   instances, and disconnecting a user everywhere.
+//! - `pipelined`: many users' records across partitions, many in flight at once, each arrives
+//!   once and in order per user.
 //! - `consumer_start`: where a new consumer group starts, and events too old to deliver.
 //! - `redis_backend`: a silent subscriber connection is noticed and replaced; the key flows on a
 //!   3-master Redis Cluster.
@@ -25,6 +27,7 @@ mod demo;
 mod kafka_flow;
 mod lifecycle;
 mod lookup;
+mod pipelined;
 mod poison;
 mod redis_backend;
 mod resilience;

@@ -1,9 +1,10 @@
 //! herald under failure: killed mid-stream, two instances in one consumer group, graceful shutdown,
 //! and Redis going away and coming back.
 //!
-//! "Sentinel" records are produced after the traffic, to every partition of the topic: records of
-//! one partition are handled in order and one Redis connection receives publishes in order, so once
-//! every sentinel has been seen, everything the traffic published has been seen too.
+//! "Sentinel" records for the traffic's user are produced after the traffic, to every partition of
+//! the topic: records of one partition for one user are handled in order and one Redis connection
+//! receives publishes in order, so once every sentinel has been seen, everything the traffic
+//! published has been seen too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
