@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::auth::{self, AuthError, Verified};
 use crate::backend::now_unix_ms;
-use crate::hub::{QuotaExceeded, Registration};
+use crate::hub::{Outbound, QuotaExceeded, Registration};
 use crate::resume::{self, Resume, Since};
 use crate::session::{self, Closing, Session};
 
@@ -236,9 +236,18 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
     let connected_ms = now_unix_ms();
     let mut resume = Resume::default();
     let mut pending_resume = since;
+    // A live notification taken from the queue after the subscription was interrupted: written
+    // (unless the catch-up wrote it) once the socket caught up.
+    let mut held: Option<Outbound> = None;
     let why = loop {
         if let Some(since) = pending_resume.take()
             && let Err(stop) = replay(&mut socket, &app, &user, &since, &mut resume, &registration.slow).await
+        {
+            break stop.close(&mut socket).await;
+        }
+        if !registration.catch_up.is_pending()
+            && let Some(outbound) = held.take()
+            && let Err(stop) = write_live(&mut socket, &app, outbound, &mut resume, &registration.slow).await
         {
             break stop.close(&mut socket).await;
         }
@@ -255,20 +264,17 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
                     break stop.close(&mut socket).await;
                 }
             }
-            outbound = registration.receiver.recv(), if !registration.catch_up.is_pending() => {
+            outbound = registration.receiver.recv(), if held.is_none() && !registration.catch_up.is_pending() => {
                 let Some(outbound) = outbound else { break "server" };
-                if !resume.is_new(resume::id_of(outbound.message.as_bytes())) {
-                    // Already written by a resume's replay.
+                if registration.catch_up.is_pending() {
+                    // The subscription was interrupted while this `select!` waited (its guard was
+                    // read before): written now, this newer notification would overtake the gap,
+                    // and the catch-up would start after it.
+                    held = Some(outbound);
                     continue;
                 }
-                let message = Message::Text(outbound.message);
-                if let Err(stop) = write(&mut socket, message, &registration.slow, &app).await {
+                if let Err(stop) = write_live(&mut socket, &app, outbound, &mut resume, &registration.slow).await {
                     break stop.close(&mut socket).await;
-                }
-                app.metrics.delivered.inc();
-                if let Some(origin) = outbound.origin_unix_ms {
-                    let elapsed_ms = now_unix_ms().saturating_sub(origin);
-                    app.metrics.kafka_to_socket_seconds.observe(elapsed_ms as f64 / 1000.0);
                 }
             }
             frame = socket.recv() => {
@@ -315,6 +321,26 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
     };
     app.metrics.closed(why);
     tracing::debug!(user, why, "disconnected");
+}
+
+/// Writes a live notification unless a resume's replay or a catch-up already wrote it.
+async fn write_live(
+    socket: &mut WebSocket,
+    app: &AppState,
+    outbound: Outbound,
+    resume: &mut Resume,
+    slow: &CancellationToken,
+) -> Result<(), Stop> {
+    if !resume.is_new(resume::id_of(outbound.message.as_bytes())) {
+        return Ok(());
+    }
+    write(socket, Message::Text(outbound.message), slow, app).await?;
+    app.metrics.delivered.inc();
+    if let Some(origin) = outbound.origin_unix_ms {
+        let elapsed_ms = now_unix_ms().saturating_sub(origin);
+        app.metrics.kafka_to_socket_seconds.observe(elapsed_ms as f64 / 1000.0);
+    }
+    Ok(())
 }
 
 /// Answers a resume: reads the user's history after `since` and writes the `resumed` frame and
