@@ -129,8 +129,8 @@ OUT="$(cd "$OUT" && pwd)"
 
 SERVER_PID=""
 SERVER_NAME=""
-STARTED_KAFKA=0
-STARTED_REDIS=0
+# shellcheck source=infra/bench-lib.sh
+. scripts/infra/bench-lib.sh
 GROUP="bench-$$"
 PREFIX="bench-$$:"
 
@@ -168,10 +168,7 @@ cleanup() {
   if [[ -n "${HERALD_TEST_REDIS:-}" ]] && redis-cli -u "$HERALD_TEST_REDIS" ping >/dev/null 2>&1; then
     redis-cli -u "$HERALD_TEST_REDIS" --scan --pattern "${PREFIX}*" | xargs -r -n 500 redis-cli -u "$HERALD_TEST_REDIS" del >/dev/null || true
   fi
-  if [[ "$KEEP_INFRA" != 1 ]]; then
-    if ((STARTED_KAFKA)); then log "stopping the Kafka broker this script started"; bash scripts/infra/kafka.sh stop || true; fi
-    if ((STARTED_REDIS)); then log "stopping the Redis this script started"; bash scripts/infra/redis.sh stop || true; fi
-  fi
+  bench_infra_down
   exit "$status"
 }
 trap cleanup EXIT
@@ -190,17 +187,7 @@ for binary in "$HERALD" "$LOADGEN" "$REFSERVER" "$BENCHPLOT"; do
   [[ -x "$binary" ]] || die "release binary $binary missing: run with BUILD=1"
 done
 
-bash scripts/infra/kafka.sh status >/dev/null 2>&1 || STARTED_KAFKA=1
-bash scripts/infra/redis.sh status >/dev/null 2>&1 || STARTED_REDIS=1
-# The broker this script starts compiles with C2 too: its steady-state CPU shares the 2 cores.
-export HERALD_KAFKA_JIT="${HERALD_KAFKA_JIT:-full}"
-eval "$(bash scripts/infra/up.sh --env)"
-: "${HERALD_TEST_KAFKA:?up.sh did not export HERALD_TEST_KAFKA}" "${HERALD_TEST_REDIS:?up.sh did not export HERALD_TEST_REDIS}"
-
-# Every topic herald subscribes to exists in production; create them all, and the bench topic.
-mapfile -t TOPICS < <(bash scripts/infra/definition-topics.sh | grep -vx "$TOPIC")
-bash scripts/infra/kafka.sh topics-create "${TOPICS[@]}" "$TOPIC" >"$OUT/topics.log" 2>&1 \
-  || { cat "$OUT/topics.log" >&2; die "cannot create the topics"; }
+bench_infra_up "$TOPIC"
 
 # Sockets need descriptors: raise the soft limit to the hard one (the servers inherit it).
 ulimit -n "$(ulimit -Hn)"
@@ -221,21 +208,13 @@ start_server() {
   fi
   log "starting $server on 127.0.0.1:$port (group $group, log $dir/server.log)"
   if [[ "$server" == herald ]]; then
+    bench_herald_flags "$group"
     # shellcheck disable=SC2086 # HERALD_ARGS is a list of flags
     NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
       --listen "127.0.0.1:$port" \
-      --kafka-brokers "$HERALD_TEST_KAFKA" \
-      --redis-url "$HERALD_TEST_REDIS" \
-      --jwt-secret "$JWT_SECRET" \
-      --jwt-audience "$JWT_AUDIENCE" \
-      --jwt-issuer "$JWT_ISSUER" \
-      --kafka-group "$group" \
-      --redis-prefix "$PREFIX" \
-      --topic "class_created=$TOPIC" \
-      --kafka-option auto.offset.reset=latest \
+      "${BENCH_HERALD_FLAGS[@]}" \
       --max-connections-per-user "$MAX_PER_USER" \
       --send-queue "$SEND_QUEUE" \
-      --log-format text \
       "${HISTORY_ARGS[@]}" \
       $HERALD_ARGS \
       >"$dir/server.log" 2>&1 &
@@ -263,7 +242,6 @@ start_server() {
 
 # The machine is shared (Kafka, Redis, the server, loadgen and anything else on 2 cores): record how
 # busy it was overall, so a slow run can be told apart from a busy machine.
-cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8, $5 }' /proc/stat; }
 
 # A number from a one-line loadgen report.json ("key":value, first occurrence); empty if absent.
 json_number() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1" | head -n 1; }
@@ -299,7 +277,7 @@ run_once() {
   log "$server ready (pid $SERVER_PID); running loadgen: $CONNECTIONS connections, $USERS users, $events events at $rate/s"
   local busy_before idle_before busy_after idle_after load_before load_after redis_args=()
   [[ "$server" != herald ]] || redis_args=(--redis-addr "127.0.0.1:$HERALD_TEST_REDIS_PORT")
-  read -r busy_before idle_before < <(cpu_ticks)
+  read -r busy_before idle_before < <(machine_ticks)
   load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   set +e
   # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of flags
@@ -323,7 +301,7 @@ run_once() {
     >"$RUN_DIR/report.txt"
   LOADGEN_STATUS=$?
   set -e
-  read -r busy_after idle_after < <(cpu_ticks)
+  read -r busy_after idle_after < <(machine_ticks)
   load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
   local busy_ticks=$((busy_after - busy_before))
   local all_ticks=$((busy_ticks + idle_after - idle_before))

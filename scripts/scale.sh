@@ -99,8 +99,8 @@ HERALD_PIDS=()
 LOADGEN_PIDS=()
 GROUP="scale-$$"
 PREFIX="scale-$$:"
-STARTED_KAFKA=0
-STARTED_REDIS=0
+# shellcheck source=infra/bench-lib.sh
+. scripts/infra/bench-lib.sh
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
@@ -113,10 +113,7 @@ cleanup() {
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
-  if [[ "$KEEP_INFRA" != 1 ]]; then
-    if ((STARTED_KAFKA)); then log "stopping the Kafka broker this script started"; bash scripts/infra/kafka.sh stop || true; fi
-    if ((STARTED_REDIS)); then log "stopping the Redis this script started"; bash scripts/infra/redis.sh stop || true; fi
-  fi
+  bench_infra_down
   exit "$status"
 }
 trap cleanup EXIT
@@ -131,17 +128,7 @@ HERALD="$TARGET_DIR/release/herald"
 LOADGEN="$TARGET_DIR/release/herald-loadgen"
 [[ -x "$HERALD" && -x "$LOADGEN" ]] || die "release binaries missing: run with BUILD=1"
 
-bash scripts/infra/kafka.sh status >/dev/null 2>&1 || STARTED_KAFKA=1
-bash scripts/infra/redis.sh status >/dev/null 2>&1 || STARTED_REDIS=1
-# The broker this script starts compiles with C2 too: its steady-state CPU shares the 2 cores.
-export HERALD_KAFKA_JIT="${HERALD_KAFKA_JIT:-full}"
-eval "$(bash scripts/infra/up.sh --env)"
-: "${HERALD_TEST_KAFKA:?up.sh did not export HERALD_TEST_KAFKA}" "${HERALD_TEST_REDIS:?up.sh did not export HERALD_TEST_REDIS}"
-# Every topic herald subscribes to exists in production; create them all, the bench topic with
-# PARTITIONS partitions.
-mapfile -t TOPICS < <(bash scripts/infra/definition-topics.sh | grep -vx "$TOPIC")
-bash scripts/infra/kafka.sh topics-create "${TOPICS[@]}" "$TOPIC:$PARTITIONS" >"$OUT/topics.log" 2>&1 \
-  || { cat "$OUT/topics.log" >&2; die "cannot create the topics"; }
+bench_infra_up "$TOPIC:$PARTITIONS"
 
 ulimit -n "$(ulimit -Hn)"
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -153,26 +140,17 @@ cpu_ticks() {
   done
   echo "$total"
 }
-machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8, $5 }' /proc/stat; }
 
 URLS=()
+bench_herald_flags "$GROUP"
 for i in $(seq 1 "$INSTANCES"); do
   port=$((BASE_PORT + i))
   URLS+=("ws://127.0.0.1:$port/ws")
   # shellcheck disable=SC2086 # HERALD_ARGS is a list of flags
   NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
     --listen "127.0.0.1:$port" \
-    --kafka-brokers "$HERALD_TEST_KAFKA" \
-    --redis-url "$HERALD_TEST_REDIS" \
-    --jwt-secret "$JWT_SECRET" \
-    --jwt-audience "$JWT_AUDIENCE" \
-    --jwt-issuer "$JWT_ISSUER" \
-    --kafka-group "$GROUP" \
-    --redis-prefix "$PREFIX" \
-    --topic "class_created=$TOPIC" \
-    --kafka-option auto.offset.reset=latest \
+    "${BENCH_HERALD_FLAGS[@]}" \
     --max-connections-per-user "$((PER_USER > 5 ? PER_USER : 5))" \
-    --log-format text \
     $HERALD_ARGS \
     >"$OUT/herald-$i.log" 2>&1 &
   HERALD_PIDS+=("$!")
