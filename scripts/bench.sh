@@ -30,6 +30,10 @@
 #                        saturates (a copy lost, or p99 over MAX_P99_MS). Replaces RATE
 #   DURATION=            seconds of sending per run: EVENTS becomes rate × DURATION (for a ladder,
 #                        e.g. DURATION=15); empty: EVENTS as given
+#   WARMUP=20            seconds of load through the reference server before the first measured run,
+#                        not reported: a broker's JVM compiles its hot paths under the first load,
+#                        and whichever server ran first was measured against a cold broker (p50 of
+#                        seconds at 2,000/s where a warm broker gives milliseconds). 0: none
 #   MAX_P99_MS=1000      p99 above which a run counts as saturated (ladder and comparison)
 #   REFERENCE=1          0: herald only (no reference runs, no ratios)
 #   DRAIN=15             seconds to wait after the last event for copies still on their way
@@ -103,11 +107,12 @@ LOADGEN_ARGS="${LOADGEN_ARGS:-}"
 OUT="${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
 BUILD="${BUILD:-1}"
 KEEP_INFRA="${KEEP_INFRA:-0}"
+WARMUP="${WARMUP:-20}"
 
 log() { echo "[bench] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for knob in CONNECTIONS USERS EVENTS DRAIN PORT REF_PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
+for knob in CONNECTIONS USERS EVENTS DRAIN WARMUP PORT REF_PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
   [[ "${!knob}" =~ ^[0-9]+$ ]] || die "$knob must be a whole number, got '${!knob}'"
 done
 [[ -z "$HISTORY_SIZE" || "$HISTORY_SIZE" =~ ^[0-9]+$ ]] || die "HISTORY_SIZE must be a whole number or empty, got '$HISTORY_SIZE'"
@@ -338,6 +343,32 @@ run_once() {
     IDLE_KIB=$(json_number "$RUN_DIR/report.json" rss_kib_per_idle_connection)
   fi
 }
+
+# Load through the reference server at the ladder's top rate (at most 5,000/s) for WARMUP seconds,
+# so the broker's JVM is warm for every measured run; the output stays in $OUT/warm-up.
+warm_up() {
+  ((WARMUP > 0)) || return 0
+  local dir="$OUT/warm-up" rate=${LADDER[-1]}
+  rate=$(awk -v rate="$rate" 'BEGIN { printf "%d", (rate > 5000 ? 5000 : rate) }')
+  mkdir -p "$dir"
+  start_server reference "$dir" "$REF_PORT" "$GROUP-warm-up" || die "the reference server could not be started for the warm-up"
+  log "warming the broker up: $WARMUP s at $rate/s through the reference server (not reported)"
+  "$LOADGEN" \
+    --url "ws://127.0.0.1:$REF_PORT/ws" \
+    --jwt-secret "$JWT_SECRET" \
+    --jwt-audience "$JWT_AUDIENCE" \
+    --jwt-issuer "$JWT_ISSUER" \
+    --connections 100 \
+    --users 100 \
+    --brokers "$HERALD_TEST_KAFKA" \
+    --topic "$TOPIC" \
+    --events "$((rate * WARMUP))" \
+    --rate "$rate" \
+    --drain 5 \
+    >"$dir/report.txt" 2>"$dir/loadgen.log" || log "the warm-up run reported a problem (see $dir); measuring anyway"
+  stop_server
+}
+warm_up
 
 STATUS=0
 IDLE_OVER=0

@@ -9,6 +9,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Buckets for the stages of one record inside herald, from sub-millisecond to seconds.
+const STAGE_BUCKETS: [f64; 14] =
+    [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
 /// Labels naming why something happened (a dead-letter reason, a close code).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Reason {
@@ -55,6 +59,20 @@ pub(crate) struct Metrics {
     pub connection_limit_fallbacks: Counter<u64, AtomicU64>,
     /// Records behind the end of the assigned partitions, summed.
     pub consumer_lag: Gauge<i64, AtomicI64>,
+    /// Records read from Kafka and handed to their partition's worker, not yet handled (at most
+    /// `--consumer-in-flight` per partition).
+    pub consumer_in_flight: Gauge<i64, AtomicI64>,
+    /// Times a partition was paused because its window was full and records waited outside it.
+    pub consumer_pauses: Counter<u64, AtomicU64>,
+    /// Seconds from a record's Kafka timestamp to the consumer reading it: how far behind the
+    /// producers herald reads (the broker, the fetch, the consumer's queue).
+    pub kafka_to_read_seconds: Histogram,
+    /// Seconds from the consumer reading a record to its handling starting: waiting for room in
+    /// the partition's window, for the worker and for earlier records of the same user or batch.
+    pub consumer_wait_seconds: Histogram,
+    /// Seconds one notification takes to publish (or park): the backend's dedupe, history and
+    /// fan-out, one Redis round trip or more.
+    pub publish_seconds: Histogram,
     /// Seconds from a record's Kafka timestamp to its notification being written to a socket.
     pub kafka_to_socket_seconds: Histogram,
     /// Each readiness check: 1 passing, 0 failing (refreshed when `/readyz` or `/metrics` is read).
@@ -78,6 +96,11 @@ impl Metrics {
             subscriber_reconnects: Counter::default(),
             connection_limit_fallbacks: Counter::default(),
             consumer_lag: Gauge::default(),
+            consumer_in_flight: Gauge::default(),
+            consumer_pauses: Counter::default(),
+            kafka_to_read_seconds: Histogram::new(STAGE_BUCKETS),
+            consumer_wait_seconds: Histogram::new(STAGE_BUCKETS),
+            publish_seconds: Histogram::new(STAGE_BUCKETS),
             kafka_to_socket_seconds: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
@@ -120,6 +143,31 @@ impl Metrics {
         );
         registry.register("transient_retries", "Transient failures retried", metrics.retries.clone());
         registry.register("consumer_lag", "Kafka records not yet consumed", metrics.consumer_lag.clone());
+        registry.register(
+            "consumer_records_in_flight",
+            "Kafka records handed to their partition's worker and not yet handled",
+            metrics.consumer_in_flight.clone(),
+        );
+        registry.register(
+            "consumer_partition_pauses",
+            "Times a partition was paused because records waited outside its full window",
+            metrics.consumer_pauses.clone(),
+        );
+        registry.register(
+            "kafka_to_read_seconds",
+            "Time from a record's Kafka timestamp to the consumer reading it",
+            metrics.kafka_to_read_seconds.clone(),
+        );
+        registry.register(
+            "consumer_wait_seconds",
+            "Time from reading a record to starting to handle it (window, worker, earlier records of its user or batch)",
+            metrics.consumer_wait_seconds.clone(),
+        );
+        registry.register(
+            "publish_seconds",
+            "Time to publish or park one notification in the backend",
+            metrics.publish_seconds.clone(),
+        );
         registry.register(
             "kafka_to_socket_seconds",
             "Latency from Kafka record timestamp to socket write",

@@ -270,6 +270,7 @@ impl Pipeline {
             origin_unix_ms,
         };
         let name = notification.name;
+        let publishing = std::time::Instant::now();
         let delivery = match (&notification.user, &notification.batch) {
             (Some(user), _) => self.backend.deliver_to_user(user, &outgoing).await?,
             (None, Some(batch)) => {
@@ -288,6 +289,7 @@ impl Pipeline {
                 return Ok(Outcome::NoRecipient { name });
             }
         };
+        self.metrics.publish_seconds.observe(publishing.elapsed().as_secs_f64());
         match &delivery {
             Delivery::Published { user } => {
                 self.metrics.published.inc();
