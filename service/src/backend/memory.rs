@@ -3,7 +3,7 @@
 //! Same guarantees as Redis: a digest is remembered per recipient for its TTL (so memory is
 //! bounded by the traffic of one TTL; the sweep forgets expired digests every few seconds), and a
 //! batch never holds two parked copies of one notification. Each user's history is kept with the
-//! same bounds and id rule as the Redis Stream (see `redis::scripts::PUBLISH_ONCE`): ids are
+//! same bounds and id rule as the Redis Stream (see `redis::scripts::PUBLISH_BATCH`): ids are
 //! assigned, the message appended and the notification fanned out under one lock.
 
 use std::collections::{HashMap, VecDeque};

@@ -23,17 +23,19 @@
 //!
 //! What is atomic (each a Lua script whose keys, all declared, share one hash slot):
 //!
-//! - **Mark, record and publish** (`PUBLISH_ONCE`, the user shard's slot, with the channel): a
+//! - **Mark, record and publish** (`PUBLISH_BATCH`, the user shard's slot, with the channel): a
 //!   digest is marked for a user only together with appending the notification to the user's
 //!   history (which assigns its id) and publishing it with that id. Reading the history
-//!   (`XRANGE`, one command) sees every notification published before it, in id order.
+//!   (`XRANGE`, one command) sees every notification published before it, in id order. One call
+//!   carries every notification that queued while earlier calls were out (see `publisher`), each
+//!   still one atomic step.
 //! - **Find the owner or park** (`OWNER_OR_PARK`, the batch's slot): a notification cannot be
 //!   parked just after the owner was learnt, because learning the owner (`LEARN_OWNER`, same slot)
 //!   and parking exclude each other. When the owner is known, publishing is the next step
-//!   (`PUBLISH_ONCE`); the owner never changes in between in a way that matters, since either
+//!   (`PUBLISH_BATCH`); the owner never changes in between in a way that matters, since either
 //!   owner is a correct recipient at that moment.
 //! - **Releasing parked notifications** is not one step: `LEARN_OWNER` records the owner and reads
-//!   the parked entries, each is published with `PUBLISH_ONCE`, and only then `RELEASE` removes
+//!   the parked entries, each is published with `PUBLISH_BATCH`, and only then `RELEASE` removes
 //!   them. A crash in between leaves them parked; the next release publishes each at most once,
 //!   because the digest was marked when it was published.
 //! - The parked index is a hint for the sweep and the owner lookups, kept beside the batch's keys:
@@ -44,12 +46,14 @@
 mod dedupe;
 mod keys;
 mod presence;
+mod publisher;
 mod scripts;
 mod subscriber;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, Script, ScriptInvocation};
@@ -59,6 +63,7 @@ use tokio_util::sync::CancellationToken;
 use self::dedupe::{Buckets, Sizing, part_of, parts_for};
 use self::keys::{Keys, PARKED_INDEX_SHARDS};
 pub(crate) use self::presence::{Presence, Seat};
+use self::publisher::{Publication, Publisher};
 pub(crate) use self::subscriber::{Subscriber, subscribe};
 use super::{DedupeDigest, Delivery, HistoryBounds, Outgoing, Parking, Unavailable, now_unix_ms};
 use crate::health::Health;
@@ -111,16 +116,39 @@ impl Connection {
             *current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
         }
     }
+
+    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
+        let result = match self {
+            Connection::Single { current, .. } => invocation.invoke_async(&mut manager(current)).await,
+            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
+        };
+        result.map_err(|error| {
+            self.replace_if_silent(&error);
+            unavailable(error)
+        })
+    }
+
+    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Unavailable> {
+        let result = match self {
+            Connection::Single { current, .. } => command.query_async(&mut manager(current)).await,
+            Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
+        };
+        result.map_err(|error| {
+            self.replace_if_silent(&error);
+            unavailable(error)
+        })
+    }
 }
 
 pub(crate) struct RedisBackend {
-    connection: Connection,
+    connection: Arc<Connection>,
+    /// Publishes notifications, many per script call under load.
+    publisher: Publisher,
     keys: Keys,
     parking: Parking,
     history: HistoryBounds,
     metrics: Metrics,
     sizing: Sizing,
-    publish_once: Script,
     owner_or_park: Script,
     learn_owner: Script,
     release: Script,
@@ -203,14 +231,15 @@ impl RedisBackend {
             Connection::Single { client, current: std::sync::Mutex::new(manager.map_err(unavailable)?) }
         };
         let subscriber = Subscriber::new(target, keys.clone(), hub, subscriptions, metrics.clone(), health, shutdown)?;
+        let connection = Arc::new(connection);
         let backend = Arc::new(RedisBackend {
+            publisher: Publisher::start(Arc::clone(&connection), target.cluster, history),
             connection,
             keys,
             parking,
             history,
             metrics,
             sizing: Sizing::default(),
-            publish_once: Script::new(scripts::PUBLISH_ONCE),
             owner_or_park: Script::new(scripts::OWNER_OR_PARK),
             learn_owner: Script::new(scripts::LEARN_OWNER),
             release: Script::new(scripts::RELEASE),
@@ -221,25 +250,11 @@ impl RedisBackend {
     }
 
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
-        let result = match &self.connection {
-            Connection::Single { current, .. } => invocation.invoke_async(&mut manager(current)).await,
-            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
-        };
-        result.map_err(|error| {
-            self.connection.replace_if_silent(&error);
-            unavailable(error)
-        })
+        self.connection.invoke(invocation).await
     }
 
     async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Unavailable> {
-        let result = match &self.connection {
-            Connection::Single { current, .. } => command.query_async(&mut manager(current)).await,
-            Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
-        };
-        result.map_err(|error| {
-            self.connection.replace_if_silent(&error);
-            unavailable(error)
-        })
+        self.connection.query(command).await
     }
 
     /// How many parts `bucket` has; decides it (once, for every instance) when it is the current
@@ -279,31 +294,29 @@ impl RedisBackend {
         user: &str,
         digest: &DedupeDigest,
         ttl_seconds: u64,
-        body: &str,
+        body: impl Into<Utf8Bytes>,
         origin_unix_ms: u64,
     ) -> Result<Option<String>, Unavailable> {
         let buckets = Buckets::new(ttl_seconds);
-        let now_ms = now_unix_ms();
-        let now = now_ms / 1000;
+        let now = now_unix_ms() / 1000;
         let current = buckets.current(now);
-        let mut invocation = self.publish_once.prepare_invoke();
+        let mut keys = Vec::with_capacity(3);
         for bucket in buckets.covering(now) {
             if let Some(parts) = self.parts(buckets, bucket, now).await? {
-                invocation.key(self.keys.dedupe(user, buckets.ttl_seconds, bucket, part_of(digest, parts)));
+                keys.push(self.keys.dedupe(user, buckets.ttl_seconds, bucket, part_of(digest, parts)));
             }
         }
-        invocation
-            .key(self.keys.history(user))
-            .arg(&digest[..])
-            .arg(buckets.expires_at(current))
-            .arg(if self.keys.cluster() { "SPUBLISH" } else { "PUBLISH" })
-            .arg(self.keys.channel(user))
-            .arg(body)
-            .arg(origin_unix_ms)
-            .arg(self.history.size)
-            .arg(self.history.ttl_seconds.max(1))
-            .arg(self.history.min_ms(now_ms));
-        let id: Option<String> = self.invoke(&invocation).await?;
+        keys.push(self.keys.history(user));
+        let publication = Publication {
+            group: self.keys.script_group(user),
+            keys,
+            digest: *digest,
+            bucket_expires_at: buckets.expires_at(current),
+            channel: self.keys.channel(user),
+            body: body.into(),
+            origin_unix_ms,
+        };
+        let id = self.publisher.publish(publication).await?;
         if id.is_some() {
             self.sizing.counted(buckets.ttl_seconds, current);
         }
@@ -316,7 +329,7 @@ impl RedisBackend {
                 user,
                 &outgoing.dedupe_digest,
                 outgoing.dedupe_ttl_seconds,
-                outgoing.body.as_str(),
+                outgoing.body.clone(),
                 outgoing.origin_unix_ms,
             )
             .await?;
@@ -645,6 +658,46 @@ mod tests {
         let left: i64 = redis::cmd("LLEN").arg(backend.keys.parked("b1")).query_async(&mut connection).await.unwrap();
         assert_eq!(left, 0, "released entries leave the batch");
         assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 0);
+    }
+
+    /// Publishes made at once share script calls: each notification is still published once (a
+    /// copy handed over in the same call is a duplicate), each user's ids increase in the order
+    /// the notifications were handed over, and every published one is in its user's history.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishes_share_calls_and_each_is_published_once_in_order() {
+        const USERS: u64 = 20;
+        const PER_USER: u64 = 50;
+        let redis = OwnRedis::start().await;
+        let backend = backend(&redis).await;
+        let now = now_unix_ms();
+        let users: Vec<_> = (0..USERS)
+            .map(|user| {
+                let backend = Arc::clone(&backend);
+                tokio::spawn(async move {
+                    // One user's publishes are handed over in order, as the consumer does; the
+                    // users' run at once, so calls carry several users' notifications.
+                    let mut ids = Vec::new();
+                    let name = format!("u{user}");
+                    for index in 0..PER_USER {
+                        let digest = digest(user * PER_USER + index);
+                        let (first, copy) = tokio::join!(
+                            backend.publish_once(&name, &digest, 60, "}", now + index),
+                            backend.publish_once(&name, &digest, 60, "}", now + index),
+                        );
+                        let published: Vec<String> = [first.unwrap(), copy.unwrap()].into_iter().flatten().collect();
+                        assert_eq!(published.len(), 1, "user {user} notification {index}: {published:?}");
+                        ids.push(NotificationId::parse(&published[0]).unwrap());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        for (user, ids) in futures_util::future::join_all(users).await.into_iter().enumerate() {
+            let ids = ids.unwrap();
+            assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "user {user}: {ids:?}");
+            let history = backend.history(&format!("u{user}"), &Since::Malformed).await.unwrap();
+            assert_eq!(history.entries.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids, "user {user}");
+        }
     }
 
     /// The memory measurements take turns: two at once starve each other's Redis of CPU (a command

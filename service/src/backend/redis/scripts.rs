@@ -1,9 +1,12 @@
 //! The Lua scripts. Each declares every key it touches in KEYS, and all of one script's keys (and
 //! the channel it publishes on) share a hash slot, so each runs on Redis Cluster as on one node.
 
-/// Publishes unless the digest is in one of the user's dedupe hashes; when publishing, marks it
-/// in the current bucket's hash, appends the notification to the user's history stream (which
-/// assigns its id) and publishes the message with that id.
+/// Publishes each of several notifications unless its digest is in one of its user's dedupe
+/// hashes; when publishing one, appends it to the user's history stream (which assigns its id),
+/// marks it in the current bucket's hash and publishes the message with that id. The
+/// notifications are handled in the order given, each completely before the next, so a later one
+/// sees the marks and history entries of the earlier ones; one call amortises Redis's cost of
+/// running a script over all of them (see `publisher`).
 ///
 /// The id is the stream entry id `<ms>-<seq>`: `ms` is the record's timestamp, raised to the last
 /// id's `ms` when lower (read from the newest entry, or from the stream's last generated id when
@@ -11,46 +14,75 @@
 /// `--history-size` entries (exact MAXLEN), none older than the history TTL (MINID), and the key
 /// expires a TTL after its last notification.
 ///
-/// KEYS: the user's dedupe hashes of the buckets covering the TTL, the current bucket's last, then
-/// the user's history stream.
-/// ARGV: digest (16 bytes), the current bucket's expiry (Unix s), PUBLISH or SPUBLISH, channel,
-/// message body (the message without its opening `{"id":"<id>",`), the record's ms, history size,
-/// history TTL (s), the oldest ms the history keeps. Returns the id when published, nil for a
-/// duplicate.
-pub(super) const PUBLISH_ONCE: &str = r#"
-local history = KEYS[#KEYS]
-for i = 1, #KEYS - 1 do
-  if redis.call('HEXISTS', KEYS[i], ARGV[1]) == 1 then
-    return false
-  end
-end
-local current = KEYS[#KEYS - 1]
-redis.call('HSET', current, ARGV[1], '')
-redis.call('EXPIREAT', current, ARGV[2])
-local ms = ARGV[6]
-local last = nil
-local newest = redis.call('XREVRANGE', history, '+', '-', 'COUNT', 1)
-if #newest > 0 then
-  last = newest[1][1]
-elseif redis.call('EXISTS', history) == 1 then
-  local info = redis.call('XINFO', 'STREAM', history)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      last = info[i + 1]
+/// KEYS, for each notification in turn: its user's dedupe hashes of the buckets covering the TTL,
+/// the current bucket's last, then the user's history stream.
+/// ARGV: PUBLISH or SPUBLISH, history size, history TTL (s), the oldest ms the history keeps; then
+/// for each notification: its number of keys, digest (16 bytes), the current bucket's expiry
+/// (Unix s), channel, message body (the message without its opening `{"id":"<id>",`), the
+/// record's ms. Returns one element per notification: its id when published, nil for a duplicate.
+pub(super) const PUBLISH_BATCH: &str = r#"
+local function last_ms(history)
+  local newest = redis.call('XREVRANGE', history, '+', '-', 'COUNT', 1)
+  local last = nil
+  if #newest > 0 then
+    last = newest[1][1]
+  elseif redis.call('EXISTS', history) == 1 then
+    local info = redis.call('XINFO', 'STREAM', history)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then
+        last = info[i + 1]
+      end
     end
   end
+  if last then
+    return string.match(last, '^(%d+)-')
+  end
+  return nil
 end
-if last then
-  local last_ms = string.match(last, '^(%d+)-')
-  if tonumber(last_ms) > tonumber(ms) then
-    ms = last_ms
+
+local ids = {}
+local k = 1
+local a = 5
+local n = 0
+while a <= #ARGV do
+  local count = tonumber(ARGV[a])
+  local digest, expires, channel, body, ms = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local first, history = k, KEYS[k + count - 1]
+  a = a + 6
+  k = k + count
+  n = n + 1
+  local duplicate = false
+  for i = first, first + count - 2 do
+    if redis.call('HEXISTS', KEYS[i], digest) == 1 then
+      duplicate = true
+      break
+    end
+  end
+  if duplicate then
+    ids[n] = false
+  else
+    -- Records of a user mostly arrive in time order: try the record's ms first, and read the
+    -- stream's last id only when Redis refuses it as not above the last one. The digest is marked
+    -- only once the entry is appended: a failure in between can repeat a notification on the
+    -- retry, never lose it.
+    local id = redis.pcall('XADD', history, 'MAXLEN', '=', ARGV[2], ms .. '-*', 'm', body)
+    if type(id) == 'table' and id.err then
+      local last = last_ms(history)
+      if not last or tonumber(last) <= tonumber(ms) then
+        return redis.error_reply(id.err)
+      end
+      id = redis.call('XADD', history, 'MAXLEN', '=', ARGV[2], last .. '-*', 'm', body)
+    end
+    local current = KEYS[first + count - 2]
+    redis.call('HSET', current, digest, '')
+    redis.call('EXPIREAT', current, expires)
+    redis.call('XTRIM', history, 'MINID', ARGV[4])
+    redis.call('EXPIRE', history, ARGV[3])
+    redis.call(ARGV[1], channel, '{"id":"' .. id .. '",' .. body)
+    ids[n] = id
   end
 end
-local id = redis.call('XADD', history, 'MAXLEN', '=', ARGV[7], ms .. '-*', 'm', ARGV[5])
-redis.call('XTRIM', history, 'MINID', ARGV[9])
-redis.call('EXPIRE', history, ARGV[8])
-redis.call(ARGV[3], ARGV[4], '{"id":"' .. id .. '",' .. ARGV[5])
-return id
+return ids
 "#;
 
 /// Returns the batch owner if known; else parks the notification (unless a copy is parked).
