@@ -47,7 +47,7 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
         record("kafka", kafka.ready().await);
     }
     if production {
-        let redis = app.pipeline.backend().ping().await.map_err(|error| error.0);
+        let redis = app.pipeline.backend().ping().await.map_err(|error| error.to_string());
         app.metrics.ready_check("redis", redis.is_ok());
         record("redis", redis);
     }
@@ -111,8 +111,9 @@ async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             app.metrics.dead_letter(reason);
             (StatusCode::BAD_REQUEST, Json(json!({ "error": reason, "message": message }))).into_response()
         }
-        Err(ProcessError::Transient(message)) => {
+        Err(ProcessError::Transient(error)) => {
             app.metrics.retries.inc();
+            let message = error.to_string();
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "unavailable", "message": message })))
                 .into_response()
         }

@@ -24,14 +24,8 @@ pub(crate) enum ProcessError {
     #[error("{message}")]
     Invalid { reason: &'static str, message: String },
     /// A dependency is down: retry the same record later, never skip it.
-    #[error("{0}")]
-    Transient(String),
-}
-
-impl From<Unavailable> for ProcessError {
-    fn from(error: Unavailable) -> Self {
-        ProcessError::Transient(error.0)
-    }
+    #[error(transparent)]
+    Transient(#[from] Unavailable),
 }
 
 /// What happened to a record that was handled.
@@ -434,6 +428,15 @@ mod tests {
         assert_eq!(span.span_context.trace_id().to_string(), "b1051ff33be4f55e51665cd9f067b895");
         assert_eq!(span.parent_span_id.to_string(), "62d1c427e16c0d06");
         assert_eq!(span.span_context.trace_state().header(), "rojo=00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn a_transient_error_keeps_its_cause_as_its_source() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = ProcessError::from(Unavailable::from(redis::RedisError::from(refused)));
+        assert!(error.to_string().starts_with("redis: "), "{error}");
+        let source = std::error::Error::source(&error).expect("the Redis error is the source");
+        assert!(source.to_string().contains("connection refused"), "{source}");
     }
 
     #[test]

@@ -84,9 +84,27 @@ pub(crate) struct Parking {
 }
 
 /// A failure worth retrying: the store is unreachable. Never a reason to drop a record.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct Unavailable(pub String);
+///
+/// Cheap to clone (one failed Redis call answers every notification it carried); the causes are
+/// shared, not copied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum Unavailable {
+    /// Redis refused a command, or did not answer in time.
+    #[error("redis: {0}")]
+    Redis(#[source] std::sync::Arc<::redis::RedisError>),
+    /// A parked notification could not be encoded for Redis.
+    #[error("cannot encode a parked notification: {0}")]
+    Encode(#[source] std::sync::Arc<serde_json::Error>),
+    /// The backend cannot reach Redis at all: what is missing or stopped.
+    #[error("{0}")]
+    Backend(&'static str),
+}
+
+impl From<::redis::RedisError> for Unavailable {
+    fn from(error: ::redis::RedisError) -> Self {
+        Unavailable::Redis(std::sync::Arc::new(error))
+    }
+}
 
 #[derive(Clone)]
 pub(crate) enum Backend {

@@ -157,7 +157,7 @@ pub(crate) struct RedisBackend {
 }
 
 fn unavailable(error: redis::RedisError) -> Unavailable {
-    Unavailable(format!("redis: {error}"))
+    Unavailable::from(error)
 }
 
 /// One parked notification, as stored in the batch's list. It has no id yet: the id is assigned
@@ -225,7 +225,7 @@ impl RedisBackend {
                 .map_err(unavailable)?;
             Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
         } else {
-            let url = target.urls.first().ok_or_else(|| Unavailable("no --redis-url given".into()))?;
+            let url = target.urls.first().ok_or(Unavailable::Backend("no --redis-url given"))?;
             let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
             let manager = ConnectionManager::new_with_config(client.clone(), manager_config()).await;
             Connection::Single { client, current: std::sync::Mutex::new(manager.map_err(unavailable)?) }
@@ -383,7 +383,7 @@ impl RedisBackend {
             message: outgoing.body.as_str().to_owned(),
             origin: Some(outgoing.origin_unix_ms),
         };
-        let entry = serde_json::to_string(&entry).map_err(|error| Unavailable(format!("parked entry: {error}")))?;
+        let entry = serde_json::to_string(&entry).map_err(|error| Unavailable::Encode(std::sync::Arc::new(error)))?;
         let mut invocation = self.owner_or_park.prepare_invoke();
         invocation
             .key(self.keys.owner(batch))

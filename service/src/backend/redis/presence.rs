@@ -162,7 +162,7 @@ impl Presence {
         match tokio::time::timeout(ADMIT_TIMEOUT, self.redis.invoke::<i64>(&invocation)).await {
             Ok(Ok(0)) => return Err(QuotaExceeded),
             Ok(Ok(_)) => {}
-            Ok(Err(Unavailable(error))) => self.fall_back(user, &error),
+            Ok(Err(error)) => self.fall_back(user, &error.to_string()),
             Err(_) => self.fall_back(user, &format!("no answer within {} ms", ADMIT_TIMEOUT.as_millis())),
         }
         self.lock().entry(user.to_owned()).or_default().push(number);

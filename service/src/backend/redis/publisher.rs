@@ -84,8 +84,8 @@ impl Publisher {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Request { publication, reply })
-            .map_err(|_| Unavailable("redis: the publisher has stopped".into()))?;
-        answer.await.map_err(|_| Unavailable("redis: the publisher stopped before answering".into()))?
+            .map_err(|_| Unavailable::Backend("the Redis publisher has stopped"))?;
+        answer.await.map_err(|_| Unavailable::Backend("the Redis publisher stopped before answering"))?
     }
 }
 
@@ -155,14 +155,20 @@ async fn call(connection: &Connection, script: &Script, settings: Settings, requ
             }
         }
         Ok(ids) => {
-            let error = format!("redis: {} answers to a call publishing {}", ids.len(), requests.len());
+            tracing::warn!(
+                answers = ids.len(),
+                notifications = requests.len(),
+                "redis answered a publishing call with the wrong number of ids"
+            );
             for request in requests {
-                let _ = request.reply.send(Err(Unavailable(error.clone())));
+                let _ = request
+                    .reply
+                    .send(Err(Unavailable::Backend("redis answered a publishing call with the wrong number of ids")));
             }
         }
-        Err(Unavailable(error)) => {
+        Err(error) => {
             for request in requests {
-                let _ = request.reply.send(Err(Unavailable(error.clone())));
+                let _ = request.reply.send(Err(error.clone()));
             }
         }
     }

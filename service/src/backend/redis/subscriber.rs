@@ -91,7 +91,7 @@ impl Subscriber {
                 .map_err(unavailable)?;
             Source::Cluster { client: Box::new(client), pushes }
         } else {
-            let url = target.urls.first().ok_or_else(|| Unavailable("no --redis-url given".into()))?;
+            let url = target.urls.first().ok_or(Unavailable::Backend("no --redis-url given"))?;
             Source::Single(redis::Client::open(url.as_str()).map_err(unavailable)?)
         };
         health.declare(CHECK, "not yet subscribed to Redis", Some(ping_interval * 3));
