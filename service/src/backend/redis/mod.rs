@@ -51,7 +51,7 @@ mod scripts;
 mod subscriber;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use redis::aio::ConnectionManager;
@@ -89,31 +89,53 @@ enum Connection {
     /// So a timeout replaces the manager with a fresh one (which connects on first use).
     Single {
         client: redis::Client,
-        current: std::sync::Mutex<ConnectionManager>,
+        current: std::sync::Mutex<Current>,
     },
     Cluster(ClusterConnection),
 }
 
+/// The connection manager commands use now, and when it took over.
+struct Current {
+    manager: ConnectionManager,
+    since: Instant,
+}
+
+/// How long a command waits for its reply before it fails as timed out.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn manager_config() -> redis::aio::ConnectionManagerConfig {
     redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
 }
 
 /// The current connection manager (a cheap handle), without holding the lock afterwards.
-fn manager(current: &std::sync::Mutex<ConnectionManager>) -> ConnectionManager {
-    current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+fn manager(current: &std::sync::Mutex<Current>) -> ConnectionManager {
+    current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).manager.clone()
 }
 
 impl Connection {
-    /// After a timeout: the next command gets a new connection.
+    fn single(client: redis::Client, manager: ConnectionManager) -> Self {
+        Connection::Single { client, current: std::sync::Mutex::new(Current { manager, since: Instant::now() }) }
+    }
+
+    /// After a timeout: the next command gets a new connection, unless the manager was replaced
+    /// within the last response timeout. A command that timed out was sent at least that long
+    /// ago, so it went out on an earlier connection, which is already replaced. Without this, an
+    /// overloaded Redis that times out thousands of commands at once (100,000 sockets closing
+    /// together) made each replace the connection again, tens of thousands of reconnections.
     fn replace_if_silent(&self, error: &redis::RedisError) {
-        if let Connection::Single { client, current } = self
-            && error.is_timeout()
-            && let Ok(fresh) = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
-        {
+        let Connection::Single { client, current } = self else { return };
+        if !error.is_timeout() {
+            return;
+        }
+        let mut current = current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.since.elapsed() < RESPONSE_TIMEOUT {
+            return;
+        }
+        if let Ok(fresh) = ConnectionManager::new_lazy_with_config(client.clone(), manager_config()) {
             tracing::warn!(%error, "redis command connection timed out; replacing it");
-            *current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+            *current = Current { manager: fresh, since: Instant::now() };
         }
     }
 
@@ -228,7 +250,7 @@ impl RedisBackend {
             let url = target.urls.first().ok_or(Unavailable::Backend("no --redis-url given"))?;
             let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
             let manager = ConnectionManager::new_with_config(client.clone(), manager_config()).await;
-            Connection::Single { client, current: std::sync::Mutex::new(manager.map_err(unavailable)?) }
+            Connection::single(client, manager.map_err(unavailable)?)
         };
         let subscriber = Subscriber::new(target, keys.clone(), hub, subscriptions, metrics.clone(), health, shutdown)?;
         let connection = Arc::new(connection);
