@@ -344,31 +344,7 @@ run_once() {
   fi
 }
 
-# Load through the reference server at the ladder's top rate (at most 5,000/s) for WARMUP seconds,
-# so the broker's JVM is warm for every measured run; the output stays in $OUT/warm-up.
-warm_up() {
-  ((WARMUP > 0)) || return 0
-  local dir="$OUT/warm-up" rate=${LADDER[-1]}
-  rate=$(awk -v rate="$rate" 'BEGIN { printf "%d", (rate > 5000 ? 5000 : rate) }')
-  mkdir -p "$dir"
-  start_server reference "$dir" "$REF_PORT" "$GROUP-warm-up" || die "the reference server could not be started for the warm-up"
-  log "warming the broker up: $WARMUP s at $rate/s through the reference server (not reported)"
-  "$LOADGEN" \
-    --url "ws://127.0.0.1:$REF_PORT/ws" \
-    --jwt-secret "$JWT_SECRET" \
-    --jwt-audience "$JWT_AUDIENCE" \
-    --jwt-issuer "$JWT_ISSUER" \
-    --connections 100 \
-    --users 100 \
-    --brokers "$HERALD_TEST_KAFKA" \
-    --topic "$TOPIC" \
-    --events "$((rate * WARMUP))" \
-    --rate "$rate" \
-    --drain 5 \
-    >"$dir/report.txt" 2>"$dir/loadgen.log" || log "the warm-up run reported a problem (see $dir); measuring anyway"
-  stop_server
-}
-warm_up
+bench_warm_up "$WARMUP" "${LADDER[-1]}" "$REF_PORT"
 
 STATUS=0
 IDLE_OVER=0

@@ -42,6 +42,9 @@
 #   BUILD=1              0: skip `cargo build --release`
 #   CARGO_TARGET_DIR=target   where the release binaries are built and found
 #   KEEP_INFRA=0         1: leave Kafka and Redis running
+#   WARMUP=20            seconds of load (at RATE, at most 5,000/s) through herald-refserver on
+#                        127.0.0.1:BASE_PORT before the instances start, not reported: a broker's
+#                        JVM compiles its hot paths under its first load. 0: none
 #   HERALD_KAFKA_JIT=full   the JVM of a broker this script starts compiles with C2 too (fast: C1 only)
 #
 # Exit status: 0 when every loadgen got every copy exactly once (exit 0 of each), 2 when a loadgen
@@ -76,6 +79,7 @@ LOADGEN_ARGS="${LOADGEN_ARGS:-}"
 OUT="${OUT:-target/scale/$(date -u +%Y%m%dT%H%M%SZ)}"
 BUILD="${BUILD:-1}"
 KEEP_INFRA="${KEEP_INFRA:-0}"
+WARMUP="${WARMUP:-20}"
 
 log() { echo "[scale] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -85,6 +89,7 @@ for knob in CONNECTIONS INSTANCES USERS EVENTS DRAIN PER_LOADGEN KILL_AFTER PART
   [[ "${!knob}" =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer, got '${!knob}'"
 done
 [[ "$RATE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "RATE must be a number, got '$RATE'"
+[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number of seconds, got '$WARMUP'"
 LOADGENS=$(((CONNECTIONS + PER_LOADGEN - 1) / PER_LOADGEN))
 # Loadgen n's share of TOTAL: an even split, the remainder going one each to the first loadgens.
 share() { echo $(($1 / LOADGENS + ($2 <= $1 % LOADGENS ? 1 : 0))); }
@@ -126,9 +131,11 @@ if [[ "$BUILD" == 1 ]]; then
 fi
 HERALD="$TARGET_DIR/release/herald"
 LOADGEN="$TARGET_DIR/release/herald-loadgen"
-[[ -x "$HERALD" && -x "$LOADGEN" ]] || die "release binaries missing: run with BUILD=1"
+REFSERVER="$TARGET_DIR/release/herald-refserver"
+[[ -x "$HERALD" && -x "$LOADGEN" && -x "$REFSERVER" ]] || die "release binaries missing: run with BUILD=1"
 
 bench_infra_up "$TOPIC:$PARTITIONS"
+bench_warm_up "$WARMUP" "${RATE%.*}" "$BASE_PORT"
 
 ulimit -n "$(ulimit -Hn)"
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scripts/bench.sh and scripts/scale.sh: the Kafka broker and Redis a benchmark runs
 # against, herald's flags common to both, and how busy the machine is. The caller defines log and
-# die, and sets OUT, TOPIC, PREFIX, KEEP_INFRA and the JWT_* settings.
+# die, and sets OUT, TOPIC, PREFIX, GROUP, KEEP_INFRA, LOADGEN, REFSERVER and the JWT_* settings.
 
 STARTED_KAFKA=0
 STARTED_REDIS=0
@@ -22,6 +22,53 @@ bench_infra_up() {
   mapfile -t topics < <(bash scripts/infra/definition-topics.sh | grep -vx "$TOPIC")
   bash scripts/infra/kafka.sh topics-create "${topics[@]}" "$bench_topic" >"$OUT/topics.log" 2>&1 \
     || { cat "$OUT/topics.log" >&2; die "cannot create the topics"; }
+}
+
+# Warms the broker up: $1 seconds of events at $2 per second (at most 5,000) produced to $TOPIC and
+# read by herald-refserver on 127.0.0.1:$3 for 100 sockets; not reported (output in $OUT/warm-up).
+# A broker's JVM compiles its hot paths under its first load, and a server measured first met a
+# cold one: records read seconds late at 2,000/s where a warm broker gave milliseconds.
+bench_warm_up() {
+  local seconds=$1 rate=$2 port=$3 dir="$OUT/warm-up" pid deadline
+  ((seconds > 0)) || return 0
+  rate=$(awk -v rate="$rate" 'BEGIN { printf "%d", (rate > 5000 ? 5000 : rate) }')
+  mkdir -p "$dir"
+  if curl -s -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then
+    die "127.0.0.1:$port (the warm-up's reference server) is already taken by another process"
+  fi
+  "$REFSERVER" \
+    --listen "127.0.0.1:$port" \
+    --kafka-brokers "$HERALD_TEST_KAFKA" \
+    --kafka-group "$GROUP-warm-up" \
+    --topic "$TOPIC" \
+    --kafka-option auto.offset.reset=latest \
+    --jwt-secret "$JWT_SECRET" \
+    --jwt-audience "$JWT_AUDIENCE" \
+    --jwt-issuer "$JWT_ISSUER" \
+    >"$dir/server.log" 2>&1 &
+  pid=$!
+  deadline=$((SECONDS + 60))
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)) \
+      || { kill -TERM "$pid" 2>/dev/null; die "the warm-up's reference server did not start (see $dir/server.log)"; }
+    sleep 0.2
+  done
+  log "warming the broker up: $seconds s at $rate/s through the reference server (not reported)"
+  "$LOADGEN" \
+    --url "ws://127.0.0.1:$port/ws" \
+    --jwt-secret "$JWT_SECRET" \
+    --jwt-audience "$JWT_AUDIENCE" \
+    --jwt-issuer "$JWT_ISSUER" \
+    --connections 100 \
+    --users 100 \
+    --brokers "$HERALD_TEST_KAFKA" \
+    --topic "$TOPIC" \
+    --events "$((rate * seconds))" \
+    --rate "$rate" \
+    --drain 5 \
+    >"$dir/report.txt" 2>"$dir/loadgen.log" || log "the warm-up run reported a problem (see $dir); measuring anyway"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 }
 
 # Stops the broker and Redis this script started, unless KEEP_INFRA=1.
