@@ -140,24 +140,24 @@ impl Connection {
     }
 
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
-        let result = match self {
+        self.answered(match self {
             Connection::Single { current, .. } => invocation.invoke_async(&mut manager(current)).await,
             Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
-        };
-        result.map_err(|error| {
-            self.replace_if_silent(&error);
-            unavailable(error)
         })
     }
 
     async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Unavailable> {
-        let result = match self {
+        self.answered(match self {
             Connection::Single { current, .. } => command.query_async(&mut manager(current)).await,
             Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
-        };
+        })
+    }
+
+    /// A command's result, replacing a silent connection when it timed out.
+    fn answered<T>(&self, result: redis::RedisResult<T>) -> Result<T, Unavailable> {
         result.map_err(|error| {
             self.replace_if_silent(&error);
-            unavailable(error)
+            Unavailable::from(error)
         })
     }
 }
@@ -176,10 +176,6 @@ pub(crate) struct RedisBackend {
     release: Script,
     expire_batch: Script,
     index_update: Script,
-}
-
-fn unavailable(error: redis::RedisError) -> Unavailable {
-    Unavailable::from(error)
 }
 
 /// One parked notification, as stored in the batch's list. It has no id yet: the id is assigned
@@ -244,13 +240,13 @@ impl RedisBackend {
                 .connection_timeout(Duration::from_secs(2))
                 .response_timeout(Duration::from_secs(5))
                 .build()
-                .map_err(unavailable)?;
-            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+                .map_err(Unavailable::from)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(Unavailable::from)?)
         } else {
             let url = target.urls.first().ok_or(Unavailable::Backend("no --redis-url given"))?;
-            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let client = redis::Client::open(url.as_str()).map_err(Unavailable::from)?;
             let manager = ConnectionManager::new_with_config(client.clone(), manager_config()).await;
-            Connection::single(client, manager.map_err(unavailable)?)
+            Connection::single(client, manager.map_err(Unavailable::from)?)
         };
         let subscriber = Subscriber::new(target, keys.clone(), hub, subscriptions, metrics.clone(), health, shutdown)?;
         let connection = Arc::new(connection);

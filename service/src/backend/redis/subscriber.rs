@@ -23,9 +23,9 @@ use tokio::sync::mpsc;
 use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
 
+use super::RedisTarget;
 use super::keys::Keys;
 use super::presence::Presence;
-use super::{RedisTarget, unavailable};
 use crate::backend::{Unavailable, origin_unix_ms};
 use crate::health::Health;
 use crate::hub::{Hub, Outbound, SubscriptionChange};
@@ -88,11 +88,11 @@ impl Subscriber {
                 .connection_timeout(ping_interval.max(Duration::from_secs(1)))
                 .response_timeout(ping_interval.max(Duration::from_secs(1)))
                 .build()
-                .map_err(unavailable)?;
+                .map_err(Unavailable::from)?;
             Source::Cluster { client: Box::new(client), pushes }
         } else {
             let url = target.urls.first().ok_or(Unavailable::Backend("no --redis-url given"))?;
-            Source::Single(redis::Client::open(url.as_str()).map_err(unavailable)?)
+            Source::Single(redis::Client::open(url.as_str()).map_err(Unavailable::from)?)
         };
         health.declare(CHECK, "not yet subscribed to Redis", Some(ping_interval * 3));
         Ok(Subscriber { source, state: State { keys, hub, changes, metrics, health, shutdown, ping_interval } })
