@@ -180,17 +180,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ "$BUILD" == 1 ]]; then
-  log "building release binaries"
-  cargo build --release -p herald-loadgen -p herald-service >&2
-fi
-HERALD="$TARGET_DIR/release/herald"
-LOADGEN="$TARGET_DIR/release/herald-loadgen"
-REFSERVER="$TARGET_DIR/release/herald-refserver"
-BENCHPLOT="$TARGET_DIR/release/herald-benchplot"
-for binary in "$HERALD" "$LOADGEN" "$REFSERVER" "$BENCHPLOT"; do
-  [[ -x "$binary" ]] || die "release binary $binary missing: run with BUILD=1"
-done
+bench_binaries HERALD LOADGEN REFSERVER BENCHPLOT
 
 bench_infra_up "$TOPIC"
 

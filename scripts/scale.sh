@@ -125,14 +125,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ "$BUILD" == 1 ]]; then
-  log "building release binaries"
-  cargo build --release -p herald-loadgen -p herald-service >&2
-fi
-HERALD="$TARGET_DIR/release/herald"
-LOADGEN="$TARGET_DIR/release/herald-loadgen"
-REFSERVER="$TARGET_DIR/release/herald-refserver"
-[[ -x "$HERALD" && -x "$LOADGEN" && -x "$REFSERVER" ]] || die "release binaries missing: run with BUILD=1"
+bench_binaries HERALD LOADGEN REFSERVER
 
 bench_infra_up "$TOPIC:$PARTITIONS"
 bench_warm_up "$WARMUP" "${RATE%.*}" "$BASE_PORT"

@@ -1,10 +1,27 @@
 # shellcheck shell=bash
 # Sourced by scripts/bench.sh and scripts/scale.sh: the Kafka broker and Redis a benchmark runs
 # against, herald's flags common to both, and how busy the machine is. The caller defines log and
-# die, and sets OUT, TOPIC, PREFIX, GROUP, KEEP_INFRA, LOADGEN, REFSERVER and the JWT_* settings.
+# die, and sets OUT, TOPIC, PREFIX, GROUP, KEEP_INFRA, BUILD, TARGET_DIR and the JWT_* settings.
 
 STARTED_KAFKA=0
 STARTED_REDIS=0
+
+# Builds the release binaries when BUILD=1 and sets HERALD, LOADGEN, REFSERVER and BENCHPLOT to
+# them; dies unless each one named in the arguments (by variable name) is there.
+bench_binaries() {
+  if [[ "$BUILD" == 1 ]]; then
+    log "building release binaries"
+    cargo build --release -p herald-loadgen -p herald-service >&2
+  fi
+  HERALD="$TARGET_DIR/release/herald"
+  LOADGEN="$TARGET_DIR/release/herald-loadgen"
+  REFSERVER="$TARGET_DIR/release/herald-refserver"
+  BENCHPLOT="$TARGET_DIR/release/herald-benchplot"
+  local name
+  for name in "$@"; do
+    [[ -x "${!name}" ]] || die "release binary ${!name} missing: run with BUILD=1"
+  done
+}
 
 # Starts the broker and Redis unless they run (remembering which it started), exports their
 # addresses, and creates every topic the definitions list plus the bench topic as $1 (a
