@@ -94,7 +94,15 @@ fn without_position(error: &serde_json::Error) -> String {
 }
 
 /// Parses an envelope whose payload is kept raw, classifying failures.
+///
+/// Valid input is parsed once without tracking where the parser is; only input that fails is
+/// parsed again to name the key path of the failure (tracking the path costs an allocation per
+/// key, on every record).
 pub fn parse_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RouteError> {
+    serde_json::from_slice(bytes).or_else(|_| parse_envelope_tracking_path(bytes))
+}
+
+fn parse_envelope_tracking_path<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RouteError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -110,9 +118,11 @@ pub fn parse_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RouteError
     Ok(value)
 }
 
-/// Parses one event payload.
+/// Parses one event payload; like [`parse_envelope`], only a failure is parsed again for its path.
 pub fn parse_payload<T: DeserializeOwned>(data: &RawValue) -> Result<T, PayloadError> {
-    let mut deserializer = serde_json::Deserializer::from_str(data.get());
-    serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| PayloadError { path: error.path().to_string(), error: error.into_inner() })
+    serde_json::from_str(data.get()).or_else(|_| {
+        let mut deserializer = serde_json::Deserializer::from_str(data.get());
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|error| PayloadError { path: error.path().to_string(), error: error.into_inner() })
+    })
 }
