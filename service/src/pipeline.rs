@@ -218,13 +218,13 @@ impl Pipeline {
     /// Routes and handles one record. `origin_unix_ms` is the record's Kafka timestamp (or the time
     /// it was received over HTTP).
     pub(crate) async fn process(&self, bytes: &[u8], origin_unix_ms: u64) -> Result<Outcome, ProcessError> {
-        self.handle(route(bytes)?, origin_unix_ms).await
+        self.handle(Box::new(route(bytes)?), origin_unix_ms).await
     }
 
     /// Handles one routed event (see [`route`]).
     pub(crate) async fn handle(
         &self,
-        envelope: EventEnvelope<herald::Event>,
+        envelope: Box<EventEnvelope<herald::Event>>,
         origin_unix_ms: u64,
     ) -> Result<Outcome, ProcessError> {
         let span = tracing::info_span!(
@@ -243,7 +243,9 @@ impl Pipeline {
             let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         }
         let handler = RecordHandler { pipeline: self, origin_unix_ms };
-        tracing::Instrument::instrument(herald::dispatch(&handler, envelope), span).await
+        // Boxed: the generated dispatch holds the largest event's state, and the consumer spawns
+        // one task per record; a task that copies and allocates kilobytes costs more than one box.
+        tracing::Instrument::instrument(Box::pin(herald::dispatch(&handler, *envelope)), span).await
     }
 
     /// Publishes one notification, learning and using batch ownership as needed.
