@@ -29,25 +29,38 @@ pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// A user's shard tag, displayed as `u<n>`.
+struct UserTag(u64);
+
+impl std::fmt::Display for UserTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "u{}", self.0)
+    }
+}
+
 /// Names every key and channel herald uses in one Redis (or Redis Cluster).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
     cluster: bool,
+    /// Named once: the subscriber compares every message's channel with it.
+    control: String,
 }
 
 impl Keys {
     pub(crate) fn new(prefix: String, cluster: bool) -> Self {
-        Keys { prefix, cluster }
+        let control = if cluster { format!("{prefix}{{control}}") } else { format!("{prefix}control") };
+        Keys { prefix, cluster, control }
     }
 
     pub(crate) fn cluster(&self) -> bool {
         self.cluster
     }
 
-    /// The user's shard tag, without braces: `u<n>`.
-    fn user_tag(user: &str) -> String {
-        format!("u{}", fnv1a(user) % USER_SHARDS)
+    /// The user's shard tag, without braces: `u<n>` (written straight into the key, which is
+    /// built for every notification).
+    fn user_tag(user: &str) -> UserTag {
+        UserTag(fnv1a(user) % USER_SHARDS)
     }
 
     /// The channel notifications for `user` are published on: `ws:{user_id}` on a single Redis (as
@@ -128,8 +141,8 @@ impl Keys {
 
     /// The channel every instance listens to for orders (see `presence`): `{prefix}control`, or
     /// `{prefix}{control}` on a cluster, where it is a sharded channel of one slot.
-    pub(crate) fn control_channel(&self) -> String {
-        if self.cluster { format!("{}{{control}}", self.prefix) } else { format!("{}control", self.prefix) }
+    pub(crate) fn control_channel(&self) -> &str {
+        &self.control
     }
 }
 
@@ -196,7 +209,7 @@ mod tests {
         assert_eq!(single.channel("teacher-1"), "ws:teacher-1", "single Redis keeps today's channels");
         assert_eq!(single.channel_user("ws:teacher-1"), Some("teacher-1"));
         for keys in [&keys, &single] {
-            assert_eq!(keys.channel_user(&keys.control_channel()), None, "the control channel names no user");
+            assert_eq!(keys.channel_user(keys.control_channel()), None, "the control channel names no user");
         }
     }
 }

@@ -114,6 +114,13 @@ fn manager(current: &std::sync::Mutex<Current>) -> ConnectionManager {
     current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).manager.clone()
 }
 
+/// An `EVALSHA` of `script` with `keys` keys, for the caller to add the keys, then the arguments.
+fn evalsha(script: &Script, keys: usize, capacity: (usize, usize)) -> redis::Cmd {
+    let mut command = redis::Cmd::with_capacity(capacity.0 + 3, capacity.1 + 64);
+    command.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    command
+}
+
 impl Connection {
     fn single(client: redis::Client, manager: ConnectionManager) -> Self {
         Connection::Single { client, current: std::sync::Mutex::new(Current { manager, since: Instant::now() }) }
@@ -144,6 +151,23 @@ impl Connection {
             Connection::Single { current, .. } => invocation.invoke_async(&mut manager(current)).await,
             Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
         })
+    }
+
+    /// Runs `evalsha` (built by [`evalsha`] for `script`), loading the script first when Redis
+    /// does not have it. For the hot paths: the arguments are written once, into the command.
+    async fn eval<T: FromRedisValue>(&self, script: &Script, evalsha: &redis::Cmd) -> Result<T, Unavailable> {
+        match self.query(evalsha).await {
+            Err(Unavailable::Redis(error))
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.answered(match self {
+                    Connection::Single { current, .. } => script.load_async(&mut manager(current)).await,
+                    Connection::Cluster(connection) => script.load_async(&mut connection.clone()).await,
+                })?;
+                self.query(evalsha).await
+            }
+            answered => answered,
+        }
     }
 
     async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Unavailable> {

@@ -129,17 +129,29 @@ fn groups(round: Vec<Request>) -> Vec<Vec<Request>> {
 
 /// One `PUBLISH_BATCH` call for `requests` (all of one slot group); answers each.
 async fn call(connection: &Connection, script: &Script, settings: Settings, requests: Vec<Request>) {
-    let mut invocation = script.prepare_invoke();
-    invocation
+    let publications = || requests.iter().map(|request| &request.publication);
+    let keys: usize = publications().map(|publication| publication.keys.len()).sum();
+    let bytes: usize = publications()
+        .map(|publication| {
+            publication.keys.iter().map(String::len).sum::<usize>()
+                + publication.channel.len()
+                + publication.body.len()
+                + 128
+        })
+        .sum();
+    let mut command = super::evalsha(script, keys, (keys + 4 + 6 * requests.len(), bytes));
+    for publication in publications() {
+        for key in &publication.keys {
+            command.arg(key);
+        }
+    }
+    command
         .arg(settings.command)
         .arg(settings.history.size)
         .arg(settings.history.ttl_seconds.max(1))
         .arg(settings.history.min_ms(now_unix_ms()));
-    for Request { publication, .. } in &requests {
-        for key in &publication.keys {
-            invocation.key(key);
-        }
-        invocation
+    for publication in publications() {
+        command
             .arg(publication.keys.len())
             .arg(&publication.digest[..])
             .arg(publication.bucket_expires_at)
@@ -147,7 +159,7 @@ async fn call(connection: &Connection, script: &Script, settings: Settings, requ
             .arg(publication.body.as_str())
             .arg(publication.origin_unix_ms);
     }
-    let answered: Result<Vec<Option<String>>, Unavailable> = connection.invoke(&invocation).await;
+    let answered: Result<Vec<Option<String>>, Unavailable> = connection.eval(script, &command).await;
     match answered {
         Ok(ids) if ids.len() == requests.len() => {
             for (request, id) in requests.into_iter().zip(ids) {

@@ -178,7 +178,7 @@ impl State {
                 let (mut sink, stream) = client.get_async_pubsub().await?.split();
                 let users = self.wanted();
                 let mut channels: Vec<String> = users.iter().map(|(user, _)| self.keys.channel(user)).collect();
-                channels.push(self.keys.control_channel());
+                channels.push(self.keys.control_channel().to_owned());
                 sink.subscribe(&channels).await?;
                 Ok::<_, redis::RedisError>((sink, stream, users))
             }) => connected,
