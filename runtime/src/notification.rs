@@ -93,12 +93,12 @@ impl Notification {
         // serialize to JSON; a failure here would be a generator bug, not bad input.
         let data = serde_json::value::to_raw_value(&NotificationData(event))
             .unwrap_or_else(|error| unreachable!("notification data of {}: {error}", E::NOTIFICATION));
-        let payload =
-            serde_json::to_vec(event).unwrap_or_else(|error| unreachable!("payload of {}: {error}", E::NOTIFICATION));
         let mut digest = Sha256::new();
         digest.update(E::EVENT_TYPE.as_bytes());
         digest.update(b"\n");
-        digest.update(&payload);
+        // The payload's JSON goes straight into the hash, never into a buffer.
+        serde_json::to_writer(&mut digest, event)
+            .unwrap_or_else(|error| unreachable!("payload of {}: {error}", E::NOTIFICATION));
         let recipient = event.recipient();
         Notification {
             name: E::NOTIFICATION,
@@ -156,8 +156,11 @@ impl Notification {
             correlation_id: &self.correlation_id,
         };
         // Every field is a string or already-valid JSON, so serializing cannot fail.
-        let mut encoded =
-            serde_json::to_vec(&body).unwrap_or_else(|error| unreachable!("notification message: {error}"));
+        // Sized for the fields plus their keys and escapes, so the buffer is not grown piecemeal.
+        let fields = [body.event, body.data.get(), body.event_id, body.timestamp, body.correlation_id];
+        let mut encoded = Vec::with_capacity(fields.iter().map(|field| field.len()).sum::<usize>() + 160);
+        serde_json::to_writer(&mut encoded, &body)
+            .unwrap_or_else(|error| unreachable!("notification message: {error}"));
         // An object with fields always opens with `{`: drop it, the id's part opens the message.
         encoded.remove(0);
         encoded
