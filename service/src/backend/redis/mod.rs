@@ -702,6 +702,22 @@ mod tests {
         assert_eq!(backend.learn_owner("b1", "teacher").await.unwrap(), 0);
     }
 
+    /// Redis forgets its scripts when it restarts (or on `SCRIPT FLUSH`): the publisher's next call
+    /// is answered `NOSCRIPT`, loads the script and publishes, and dedupe still holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishing_loads_the_script_again_when_redis_forgot_it() {
+        let redis = OwnRedis::start().await;
+        let backend = backend(&redis).await;
+        let now = now_unix_ms();
+        assert!(backend.publish_once("teacher", &digest(1), 60, "}", now).await.unwrap().is_some());
+        let mut connection = redis.connection().await;
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut connection).await.unwrap();
+        assert!(backend.publish_once("teacher", &digest(2), 60, "}", now).await.unwrap().is_some());
+        assert_eq!(backend.publish_once("teacher", &digest(1), 60, "}", now).await.unwrap(), None, "still a duplicate");
+        let history = backend.history("teacher", &Since::Malformed).await.unwrap();
+        assert_eq!(history.entries.len(), 2);
+    }
+
     /// Publishes made at once share script calls: each notification is still published once (a
     /// copy handed over in the same call is a duplicate), each user's ids increase in the order
     /// the notifications were handed over, and every published one is in its user's history.
