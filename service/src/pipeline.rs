@@ -286,14 +286,16 @@ impl Pipeline {
             }
         };
         self.metrics.publish_seconds.observe(publishing.elapsed().as_secs_f64());
+        // Each notification's outcome is logged at debug: at info, a line per notification cost
+        // more CPU than handling it (docs/benchmarks.md); the metrics count every outcome.
         match &delivery {
             Delivery::Published { user } => {
                 self.metrics.published.inc();
-                tracing::info!(notification = name, user, "published");
+                tracing::debug!(notification = name, user, "published");
             }
             Delivery::Duplicate => {
                 self.metrics.deduplicated.inc();
-                tracing::info!(notification = name, "duplicate suppressed");
+                tracing::debug!(notification = name, "duplicate suppressed");
             }
             Delivery::Parked { overflow } => {
                 self.metrics.parked.inc();
@@ -305,7 +307,7 @@ impl Pipeline {
                         "parked notifications expired early: too many for one batch"
                     );
                 }
-                tracing::info!(
+                tracing::debug!(
                     notification = name,
                     batch = notification.batch,
                     "parked until the batch owner is known"
