@@ -835,12 +835,6 @@ impl Kafka {
         handling: &Handling,
     ) {
         let Admitted { message, read_at, permit, counted } = admitted;
-        let span = tracing::info_span!(
-            "record",
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset()
-        );
         let record = async {
             for wait in waits {
                 tokio::select! {
@@ -865,7 +859,7 @@ impl Kafka {
                 }
             }
         };
-        tracing::Instrument::instrument(record, span).await;
+        record.await;
         drop((permit, counted));
     }
 
@@ -879,8 +873,15 @@ impl Kafka {
         stop: &CancellationToken,
     ) -> Result<Handled, String> {
         let Handling { pipeline, metrics, .. } = handling;
+        let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        // The routed path logs in the pipeline's `event` span, which names the record; the rare
+        // paths log in a `record` span of their own.
+        let record_span = || {
+            tracing::info_span!("record", topic = source.topic, partition = source.partition, offset = source.offset)
+        };
         let dead_letter = match prepared {
             Prepared::TooOld { age_ms } => {
+                let _record = record_span().entered();
                 metrics.too_old.inc();
                 tracing::warn!(
                     age_seconds = age_ms / 1000,
@@ -890,13 +891,14 @@ impl Kafka {
                 return Ok(Handled::Done);
             }
             Prepared::Invalid(dead_letter) => dead_letter,
-            Prepared::Routed(envelope) => match pipeline.handle(envelope, origin_unix_ms).await {
+            Prepared::Routed(envelope) => match pipeline.handle(envelope, origin_unix_ms, Some(source)).await {
                 Ok(_) => return Ok(Handled::Done),
                 Err(ProcessError::Invalid { reason, message }) => DeadLetter { reason, message },
                 // Boxed, like the dead-letter path below: the retry's timers would otherwise be
                 // carried by every record.
                 Err(ProcessError::Transient(error)) => {
-                    match Box::pin(self.retry(message, error, origin_unix_ms, handling, stop)).await {
+                    let retry = self.retry(message, error, origin_unix_ms, handling, stop);
+                    match Box::pin(tracing::Instrument::instrument(retry, record_span())).await {
                         Ok(handled) => return Ok(handled),
                         Err(dead_letter) => dead_letter,
                     }
@@ -904,7 +906,8 @@ impl Kafka {
             },
         };
         // Boxed: this rare path's state would otherwise be carried by every record.
-        Box::pin(self.dead_letter_until_written(message, &dead_letter, handling, stop)).await
+        let written = self.dead_letter_until_written(message, &dead_letter, handling, stop);
+        Box::pin(tracing::Instrument::instrument(written, record_span())).await
     }
 
     /// Handles `message` again after `error`, with a growing pause between attempts, until it is
@@ -925,7 +928,8 @@ impl Kafka {
                 return Ok(Handled::Interrupted);
             }
             // Dispatch consumed the event: route the bytes again.
-            match handling.pipeline.process(message.payload().unwrap_or_default(), origin_unix_ms).await {
+            let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+            match handling.pipeline.process(message.payload().unwrap_or_default(), origin_unix_ms, Some(source)).await {
                 Ok(_) => return Ok(Handled::Done),
                 Err(ProcessError::Invalid { reason, message }) => return Err(DeadLetter { reason, message }),
                 Err(ProcessError::Transient(again)) => error = again,
@@ -1205,7 +1209,7 @@ mod tests {
     /// Runs `bytes` through the service's real path (route → dispatch → the record handler over
     /// the embedded backend) and, when it is bad input, through dead-letter formatting.
     fn check_any_input(runtime: &tokio::runtime::Runtime, pipeline: &Pipeline, bytes: &[u8]) {
-        let outcome = runtime.block_on(pipeline.process(bytes, 1_754_036_053_512));
+        let outcome = runtime.block_on(pipeline.process(bytes, 1_754_036_053_512, None));
         match outcome {
             Ok(_) => {}
             Err(ProcessError::Invalid { reason, message }) => {

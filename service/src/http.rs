@@ -94,7 +94,7 @@ async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         )
             .into_response();
     }
-    match app.pipeline.process(&body, now_unix_ms()).await {
+    match app.pipeline.process(&body, now_unix_ms(), None).await {
         Ok(Outcome::Handled { name, delivery }) => {
             let (delivery, user) = match delivery {
                 Delivery::Published { user } => ("published", Some(user)),

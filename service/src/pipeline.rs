@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Delivery, Outgoing, Unavailable};
+use crate::consumer::Source;
 use crate::metrics::Metrics;
 
 /// Why a record was not delivered.
@@ -216,19 +217,30 @@ impl Pipeline {
     }
 
     /// Routes and handles one record. `origin_unix_ms` is the record's Kafka timestamp (or the time
-    /// it was received over HTTP).
-    pub(crate) async fn process(&self, bytes: &[u8], origin_unix_ms: u64) -> Result<Outcome, ProcessError> {
-        self.handle(Box::new(route(bytes)?), origin_unix_ms).await
+    /// it was received over HTTP); `source` is the Kafka record it came from, if any.
+    pub(crate) async fn process(
+        &self,
+        bytes: &[u8],
+        origin_unix_ms: u64,
+        source: Option<Source<'_>>,
+    ) -> Result<Outcome, ProcessError> {
+        self.handle(Box::new(route(bytes)?), origin_unix_ms, source).await
     }
 
-    /// Handles one routed event (see [`route`]).
+    /// Handles one routed event (see [`route`]) in the `event` span, which also names the Kafka
+    /// record (`topic`, `partition`, `offset`) when there is one: one span per record, because at
+    /// the default log level each span costs more than a fifth of handling the record.
     pub(crate) async fn handle(
         &self,
         envelope: Box<EventEnvelope<herald::Event>>,
         origin_unix_ms: u64,
+        source: Option<Source<'_>>,
     ) -> Result<Outcome, ProcessError> {
         let span = tracing::info_span!(
             "event",
+            topic = source.map(|source| source.topic),
+            partition = source.map(|source| source.partition),
+            offset = source.map(|source| source.offset),
             event_id = %envelope.event_id,
             event_type = %envelope.event_type,
             correlation_id = %envelope.correlation_id,
@@ -243,8 +255,8 @@ impl Pipeline {
             let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         }
         let handler = RecordHandler { pipeline: self, origin_unix_ms };
-        // Boxed: the generated dispatch holds the largest event's state, and the consumer spawns
-        // one task per record; a task that copies and allocates kilobytes costs more than one box.
+        // Boxed: the generated dispatch holds the largest event's state, and the consumer keeps
+        // hundreds of records in flight; kilobytes in each record's state cost more than one box.
         tracing::Instrument::instrument(Box::pin(herald::dispatch(&handler, *envelope)), span).await
     }
 
@@ -422,7 +434,7 @@ mod tests {
         let pipeline = Pipeline::new(backend, metrics, None);
 
         let envelope = include_bytes!("../../tests/fixtures/envelopes/batch_file_removed/traced.compact.json");
-        let outcome = pipeline.process(envelope, 0).await.unwrap();
+        let outcome = pipeline.process(envelope, 0, None).await.unwrap();
         assert!(matches!(outcome, Outcome::Handled { name: "batch_file_removed", .. }), "{outcome:?}");
 
         provider.force_flush().unwrap();
