@@ -57,6 +57,26 @@ urls() {
   (IFS=,; echo "${out[*]}")
 }
 
+# Starts the node on 127.0.0.1:$1 (daemonized, state in $STATE/$1). Its cluster bus port is $1 - 10000
+# when $1 + 10000 would be in Linux's ephemeral port range (32768 and up), where an outgoing
+# connection may hold it and the node could not bind it.
+declare -A STARTED # when each node was last started (SECONDS)
+start_node() {
+  local port="$1" dir="$STATE/$1" bus=$(($1 + 10000))
+  ((bus < 32768)) || bus=$((port - 10000))
+  mkdir -p "$dir"
+  rm -f "$dir/owned" "$dir/redis.pid" "$dir/nodes.conf" # a fresh node joins a fresh cluster
+  log "starting cluster node on 127.0.0.1:$port, bus port $bus (state in $dir)"
+  : >"$dir/redis.log"
+  redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 \
+    --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
+    --save '' --appendonly no \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    --dir "$dir" --protected-mode yes >&2 9>&-
+  touch "$dir/owned"
+  STARTED[$port]=$SECONDS
+}
+
 cmd_start() {
   { have redis-server && have redis-cli; } || die "redis-server/redis-cli missing: run scripts/infra/packages.sh"
   local version
@@ -79,20 +99,26 @@ cmd_start() {
       continue
     fi
     port_open "$port" && die "port $port is taken by something that does not answer Redis PING; set HERALD_TEST_REDIS_CLUSTER_PORT"
-    rm -f "$dir/owned" "$dir/redis.pid" "$dir/nodes.conf" # a fresh node joins a fresh cluster
-    log "starting cluster node on 127.0.0.1:$port (state in $dir)"
-    : >"$dir/redis.log"
-    redis-server --port "$port" --bind 127.0.0.1 \
-      --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
-      --save '' --appendonly no \
-      --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-      --dir "$dir" --protected-mode yes >&2 9>&-
-    touch "$dir/owned"
+    start_node "$port"
   done
-  local deadline=$((SECONDS + START_TIMEOUT))
+  local deadline=$((SECONDS + START_TIMEOUT)) restarts
   for port in "${PORTS[@]}"; do
+    restarts=0
     until ping_ok "$port"; do
-      ((SECONDS < deadline)) || die "node $port did not answer PING within ${START_TIMEOUT}s (log: $STATE/$port/redis.log)"
+      if ((SECONDS - STARTED[$port] >= 3 && restarts < 2)) && [[ -z "$(node_pid "$port")" ]]; then
+        # It exited: a port it binds was briefly taken (its log says which). Start it again.
+        log "node $port exited before answering PING; its log ends with:"
+        tail -n 5 "$STATE/$port/redis.log" >&2 || true
+        restarts=$((restarts + 1))
+        sleep 1
+        start_node "$port"
+        continue
+      fi
+      if ((SECONDS >= deadline)); then
+        # The log is deleted with the state when the caller cleans up: show it now.
+        tail -n 20 "$STATE/$port/redis.log" >&2 || true
+        die "node $port did not answer PING within ${START_TIMEOUT}s (log above, from $STATE/$port/redis.log)"
+      fi
       sleep 0.1
     done
   done
