@@ -316,6 +316,12 @@ pub(crate) struct Source<'a> {
     pub offset: i64,
 }
 
+impl<'a> Source<'a> {
+    fn of(message: &'a OwnedMessage) -> Self {
+        Source { topic: message.topic(), partition: message.partition(), offset: message.offset() }
+    }
+}
+
 /// What is written to the dead-letter topic for one record.
 #[derive(Debug)]
 pub(crate) struct DeadLetterRecord<'a> {
@@ -859,6 +865,8 @@ impl Kafka {
                 }
             }
         };
+        // The block holds the record's message and turn: both are gone before its permit and its
+        // in-flight count are released.
         record.await;
         drop((permit, counted));
     }
@@ -873,7 +881,7 @@ impl Kafka {
         stop: &CancellationToken,
     ) -> Result<Handled, String> {
         let Handling { pipeline, metrics, .. } = handling;
-        let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        let source = Source::of(message);
         // The routed path logs in the pipeline's `event` span, which names the record; the rare
         // paths log in a `record` span of their own.
         let record_span = || {
@@ -928,7 +936,7 @@ impl Kafka {
                 return Ok(Handled::Interrupted);
             }
             // Dispatch consumed the event: route the bytes again.
-            let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+            let source = Source::of(message);
             match handling.pipeline.process(message.payload().unwrap_or_default(), origin_unix_ms, Some(source)).await {
                 Ok(_) => return Ok(Handled::Done),
                 Err(ProcessError::Invalid { reason, message }) => return Err(DeadLetter { reason, message }),
@@ -947,7 +955,7 @@ impl Kafka {
         stop: &CancellationToken,
     ) -> Result<Handled, String> {
         let Handling { metrics, health, .. } = handling;
-        let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        let source = Source::of(message);
         let mut backoff = Duration::from_millis(100);
         let mut failing_since: Option<Instant> = None;
         let handled = loop {
