@@ -115,9 +115,9 @@ fn manager(current: &std::sync::Mutex<Current>) -> ConnectionManager {
 }
 
 /// An `EVALSHA` of `script` with `keys` keys, for the caller to add the keys, then the arguments.
-fn evalsha(script: &Script, keys: usize, capacity: (usize, usize)) -> redis::Cmd {
-    let mut command = redis::Cmd::with_capacity(capacity.0 + 3, capacity.1 + 64);
-    command.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+fn evalsha(script: &Script, keys: usize) -> redis::Cmd {
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(keys);
     command
 }
 

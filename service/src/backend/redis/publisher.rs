@@ -130,16 +130,7 @@ fn groups(round: Vec<Request>) -> Vec<Vec<Request>> {
 /// One `PUBLISH_BATCH` call for `requests` (all of one slot group); answers each.
 async fn call(connection: &Connection, script: &Script, settings: Settings, requests: Vec<Request>) {
     let publications = || requests.iter().map(|request| &request.publication);
-    let keys: usize = publications().map(|publication| publication.keys.len()).sum();
-    let bytes: usize = publications()
-        .map(|publication| {
-            publication.keys.iter().map(String::len).sum::<usize>()
-                + publication.channel.len()
-                + publication.body.len()
-                + 128
-        })
-        .sum();
-    let mut command = super::evalsha(script, keys, (keys + 4 + 6 * requests.len(), bytes));
+    let mut command = super::evalsha(script, publications().map(|publication| publication.keys.len()).sum());
     for publication in publications() {
         for key in &publication.keys {
             command.arg(key);
