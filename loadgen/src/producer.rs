@@ -39,8 +39,11 @@ impl Producer {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &options.brokers)
-            // Send each record at once: batching would add its wait to every latency measured.
-            .set("linger.ms", "0")
+            // Wait at most 1 ms to batch records. At 0 every record is its own produce request
+            // once the rate is high: at 10,000/s that cost the broker a third more CPU than
+            // batching, and on a shared machine the queueing it caused put p50 near 100 ms for
+            // every server measured (docs/benchmarks.md). 1 ms adds at most 1 ms to a latency.
+            .set("linger.ms", "1")
             // Fail a record within a run's time rather than librdkafka's default of 5 minutes.
             .set("message.timeout.ms", "30000");
         for (key, value) in &options.kafka_options {
