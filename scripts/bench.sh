@@ -8,7 +8,7 @@
 # Usage: [KNOB=value ...] bash scripts/bench.sh
 #
 # It builds the release binaries, starts a Kafka broker and a Redis of its own
-# (scripts/infra/up.sh on loopback ports 39192 and 36479, not the test suite's 39092 and 36379:
+# (scripts/infra/up.sh on loopback ports 29192 and 26479, not the test suite's 29092 and 26379:
 # a broker that tests have filled with thousands of topics stalls in garbage collection and would be
 # measured instead of herald), creates herald's topics, then for each rate (RATE, or each of RATES):
 # starts a release herald in production mode on 127.0.0.1:$PORT, waits for /readyz, runs
@@ -38,13 +38,14 @@
 #   REFERENCE=1          0: herald only (no reference runs, no ratios)
 #   DRAIN=15             seconds to wait after the last event for copies still on their way
 #   TARGET_MS=100        delivery target; the report gives the share of copies within it
-#   PORT=38080           herald's listen port (loopback only)
-#   REF_PORT=PORT+1      herald-refserver's listen port. Both defaults are in Linux's ephemeral
-#                        range (32768-60999): while something else on the machine holds tens of
-#                        thousands of loopback connections, one may briefly own the port as its
-#                        source and the server cannot listen; then use ports below 32768
-#   KAFKA_PORT=39192     Kafka broker port (39092 shares the test suite's broker)
-#   REDIS_PORT=36479     Redis port (36379 shares the test suite's Redis)
+#   PORT=28080           herald's listen port (loopback only)
+#   REF_PORT=PORT+1      herald-refserver's listen port
+#   (Every default port here is below Linux's ephemeral range, 32768-60999. A port in it can be
+#   taken as the source of an outgoing connection, even by a client retrying a connection to that
+#   very port while nothing listens there, which connects the socket to itself; the server then
+#   cannot listen.)
+#   KAFKA_PORT=29192     Kafka broker port (29092 shares the test suite's broker)
+#   REDIS_PORT=26479     Redis port (26379 shares the test suite's Redis)
 #   TOPIC=huleedu.class.created.v1   topic loadgen produces to; herald consumes class_created from it
 #   JWT_SECRET=herald-bench-secret   HS256 secret shared by the servers and loadgen
 #   JWT_AUDIENCE=herald-bench JWT_ISSUER=herald-bench   aud and iss the servers require and loadgen signs
@@ -87,10 +88,10 @@ MAX_P99_MS="${MAX_P99_MS:-1000}"
 REFERENCE="${REFERENCE:-1}"
 DRAIN="${DRAIN:-15}"
 TARGET_MS="${TARGET_MS:-100}"
-PORT="${PORT:-38080}"
+PORT="${PORT:-28080}"
 REF_PORT="${REF_PORT:-$((PORT + 1))}"
-export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-39192}"
-export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-36479}"
+export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-29192}"
+export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-26479}"
 TOPIC="${TOPIC:-huleedu.class.created.v1}"
 JWT_SECRET="${JWT_SECRET:-herald-bench-secret}"
 JWT_AUDIENCE="${JWT_AUDIENCE:-herald-bench}"

@@ -5,7 +5,7 @@
 #
 # It builds herald and herald-chaos with the debug profile `cargo test` already uses, then runs
 # herald-chaos under a hard timeout. herald-chaos creates topics of its own in the Kafka of
-# $HERALD_TEST_KAFKA (default 127.0.0.1:39092; started with scripts/infra/up.sh, and stopped at the
+# $HERALD_TEST_KAFKA (default 127.0.0.1:29092; started with scripts/infra/up.sh, and stopped at the
 # end, if nothing answers there), starts a redis-server of its own on a free loopback port (it
 # restarts and SIGSTOPs it: the shared Redis is never touched; it keeps an append-only file, so its
 # restart keeps history), two herald instances in production mode and later a third, holds
@@ -31,7 +31,7 @@ CHAOS_TIMEOUT="${CHAOS_TIMEOUT:-280}"
 CHAOS_OUT="${CHAOS_OUT:-target/chaos/$(date -u +%Y%m%dT%H%M%SZ)}"
 BUILD="${BUILD:-1}"
 CHAOS_ASSERT="${CHAOS_ASSERT:-1}"
-export HERALD_TEST_KAFKA="${HERALD_TEST_KAFKA:-127.0.0.1:39092}"
+export HERALD_TEST_KAFKA="${HERALD_TEST_KAFKA:-127.0.0.1:29092}"
 
 log() { echo "[chaos.sh] $*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -24,7 +24,7 @@
 #   libs                  only fetch the jars; print the libs folder
 #   clean                 delete this port's broker state (must be stopped)
 #
-# Env: HERALD_TEST_KAFKA_PORT (39092), HERALD_TEST_KAFKA_CONTROLLER_PORT (PORT+1),
+# Env: HERALD_TEST_KAFKA_PORT (29092), HERALD_TEST_KAFKA_CONTROLLER_PORT (PORT+1),
 #      HERALD_KAFKA_VERSION (default: kafka.version in kafka/pom.xml),
 #      HERALD_KAFKA_HEAP (512m), HERALD_KAFKA_START_TIMEOUT (90),
 #      HERALD_KAFKA_JIT (fast: the broker's JVM compiles with C1 only, which starts quickly and
@@ -37,7 +37,7 @@ INFRA_COMPONENT=kafka
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 POM="$INFRA_SCRIPTS/kafka/pom.xml"
-PORT="${HERALD_TEST_KAFKA_PORT:-39092}"
+PORT="${HERALD_TEST_KAFKA_PORT:-29092}"
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "HERALD_TEST_KAFKA_PORT must be a number, got '$PORT'"
 CPORT="${HERALD_TEST_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 [[ "$CPORT" =~ ^[0-9]+$ ]] || die "HERALD_TEST_KAFKA_CONTROLLER_PORT must be a number"

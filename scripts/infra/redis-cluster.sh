@@ -15,7 +15,7 @@
 #           with --redis-cluster)
 #   clean   delete the cluster's state folder (must be stopped)
 #
-# Env: HERALD_TEST_REDIS_CLUSTER_PORT (first port, default 37001; uses it and
+# Env: HERALD_TEST_REDIS_CLUSTER_PORT (first port, default 17001; uses it and
 #      the next two), HERALD_INFRA_DIR (default <repo>/target/infra; state in
 #      $HERALD_INFRA_DIR/redis-cluster/PORT/NODE_PORT)
 # Needs redis-server >= 7 (sharded pub/sub) and redis-cli (scripts/infra/packages.sh).
@@ -24,7 +24,7 @@ INFRA_COMPONENT=redis-cluster
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-FIRST="${HERALD_TEST_REDIS_CLUSTER_PORT:-37001}"
+FIRST="${HERALD_TEST_REDIS_CLUSTER_PORT:-17001}"
 [[ "$FIRST" =~ ^[0-9]+$ ]] || die "HERALD_TEST_REDIS_CLUSTER_PORT must be a number, got '$FIRST'"
 PORTS=("$FIRST" "$((FIRST + 1))" "$((FIRST + 2))")
 STATE="$HERALD_INFRA_DIR/redis-cluster/$FIRST"

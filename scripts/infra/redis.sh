@@ -12,7 +12,7 @@
 #   url     print redis://127.0.0.1:PORT
 #   clean   delete this port's state folder (must be stopped)
 #
-# Env: HERALD_TEST_REDIS_PORT (default 36379),
+# Env: HERALD_TEST_REDIS_PORT (default 26379),
 #      HERALD_INFRA_DIR (default <repo>/target/infra; state in $HERALD_INFRA_DIR/redis/PORT)
 # Needs redis-server and redis-cli (scripts/infra/packages.sh installs them).
 set -euo pipefail
@@ -20,7 +20,7 @@ INFRA_COMPONENT=redis
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PORT="${HERALD_TEST_REDIS_PORT:-36379}"
+PORT="${HERALD_TEST_REDIS_PORT:-26379}"
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "HERALD_TEST_REDIS_PORT must be a number, got '$PORT'"
 STATE="$HERALD_INFRA_DIR/redis/$PORT"
 PIDFILE="$STATE/redis.pid"

@@ -22,7 +22,7 @@ pub(crate) enum Persistence {
 #[command(name = "herald-chaos", version, about, long_about = None)]
 pub(crate) struct Options {
     /// Kafka bootstrap servers; the run creates (and afterwards deletes) topics of its own there.
-    #[arg(long, env = "HERALD_TEST_KAFKA", default_value = "127.0.0.1:39092")]
+    #[arg(long, env = "HERALD_TEST_KAFKA", default_value = "127.0.0.1:29092")]
     pub kafka: String,
 
     /// The herald binary to run.
