@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::balancer;
@@ -42,10 +43,20 @@ pub(crate) struct Cluster {
 }
 
 /// A free port on 127.0.0.1 (free when asked; nothing else on this machine is expected to race for
-/// it).
+/// it), below Linux's ephemeral range (32768-60999). Redis and herald instances are stopped and
+/// started again on their ports while clients retry them; in that range a port can be taken
+/// meanwhile as the source of an outgoing connection, even of one to that very port (a socket
+/// connected to itself), and the server could not listen again.
 pub(crate) fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| format!("cannot find a free port: {error}"))?;
-    listener.local_addr().map(|address| address.port()).map_err(|error| error.to_string())
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 6_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Each process starts elsewhere in the range, so runs at once rarely try one port.
+    let start = std::process::id();
+    (0..COUNT)
+        .map(|_| FIRST + (start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % u32::from(COUNT)) as u16)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .ok_or_else(|| "cannot find a free port in 20000-25999".to_owned())
 }
 
 /// Sends `signal` (a name such as `STOP`) to `pid`.

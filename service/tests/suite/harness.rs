@@ -159,9 +159,20 @@ pub(crate) struct Herald {
     pub log: PathBuf,
 }
 
-/// An unused local TCP port.
+/// An unused local TCP port, below Linux's ephemeral range (32768-60999). Tests stop servers and
+/// start them again on the same port while herald retries it; in that range the port can be taken
+/// meanwhile as the source of an outgoing connection, even of one to that very port (a socket
+/// connected to itself), and the server could not listen again.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 6_000;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Each process starts elsewhere in the range, so suites running at once rarely try one port.
+    let start = std::process::id() as u64;
+    (0..COUNT)
+        .map(|_| FIRST + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % u64::from(COUNT)) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port in 20000-25999")
 }
 
 impl Herald {
