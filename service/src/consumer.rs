@@ -928,6 +928,7 @@ impl Kafka {
         handling: &Handling,
         stop: &CancellationToken,
     ) -> Result<Handled, DeadLetter<'static>> {
+        let source = Source::of(message);
         let mut backoff = Duration::from_millis(100);
         loop {
             handling.metrics.retries.inc();
@@ -936,7 +937,6 @@ impl Kafka {
                 return Ok(Handled::Interrupted);
             }
             // Dispatch consumed the event: route the bytes again.
-            let source = Source::of(message);
             match handling.pipeline.process(message.payload().unwrap_or_default(), origin_unix_ms, Some(source)).await {
                 Ok(_) => return Ok(Handled::Done),
                 Err(ProcessError::Invalid { reason, message }) => return Err(DeadLetter { reason, message }),
