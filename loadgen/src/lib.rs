@@ -15,8 +15,10 @@
 //! event is marked and addressed, and Kafka's verdict on it), [`token`] (HS256 tokens),
 //! [`wire`] (connection URLs, how closes and errors are worded), [`resume`] (the resuming
 //! client: `since`, the `resumed` frame and its replay, dedupe by id), [`process`] (`/proc`
-//! readings) and [`redis_info`] (Redis's `INFO`).
+//! readings) and [`redis_info`] (Redis's `INFO`). [`centrifugo`] is the client's and producer's
+//! side of Centrifugo's contract, for measuring that gateway under the same load.
 
+pub mod centrifugo;
 pub mod envelope;
 pub mod marking;
 pub mod process;

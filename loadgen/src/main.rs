@@ -3,7 +3,8 @@
 //! It measures a herald-compatible server from the outside, the way browsers and producers see it:
 //!
 //! 1. open `--connections` WebSocket connections (`ws://HOST/ws?token=JWT`), spread round-robin
-//!    over `--users` users, and count how many were refused and why;
+//!    over `--users` users, and count how many were refused and why (with `--protocol centrifugo`,
+//!    Centrifugo's endpoint and `connect` command instead: `herald_loadgen::centrifugo`);
 //! 2. send a few warm-up events until each arrives, so the server's consumer is known to be
 //!    assigned and the whole path to work before anything is timed;
 //! 3. produce `--events` ClassCreatedV1 envelopes at `--rate` per second to Kafka, round-robin over
@@ -37,7 +38,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::options::Options;
+use crate::options::{Options, Protocol};
 use crate::producer::Producer;
 use crate::report::{Connections, Copies, Events, Latency, Loadgen, RedisUse, Report, Server, round};
 use crate::sockets::{ConnectionOutcome, Dial};
@@ -135,9 +136,14 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         timeout: Options::seconds(options.connect_timeout),
         handshakes,
         stop: stop.clone(),
-        notification: Arc::from(options.notification.as_str()),
+        // Centrifugo publishes the envelope itself: it is matched by its event type.
+        notification: Arc::from(match options.protocol {
+            Protocol::Herald => options.notification.as_str(),
+            Protocol::Centrifugo => options.event_type.as_str(),
+        }),
+        protocol: options.protocol,
         read_buffer_bytes: options.read_buffer_kib * 1024,
-        resume: !options.no_resume,
+        resume: !options.no_resume && options.protocol == Protocol::Herald,
     });
     let opening = Instant::now();
     let mut tasks = JoinSet::new();

@@ -20,6 +20,21 @@ pub(crate) struct Options {
     #[arg(long, env = "HERALD_LOADGEN_URL", value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
     pub url: Vec<String>,
 
+    /// The contract the server speaks. `herald`: the token in the URL's query, herald's
+    /// notification frames, ClassCreatedV1 envelopes produced to the topic. `centrifugo`: a
+    /// Centrifugo `connect` command with the same token, publications of the user's personal
+    /// channel, and the same envelopes produced with the headers Centrifugo's Kafka consumer
+    /// publishes by (publication data mode; `herald_loadgen::centrifugo`). Connections do not
+    /// resume with centrifugo.
+    #[arg(long, value_enum, default_value_t = Protocol::Herald)]
+    pub protocol: Protocol,
+
+    /// With --protocol centrifugo: the namespace of the personal channels, as configured in
+    /// Centrifugo's `client.subscribe_to_user_personal_channel.personal_channel_namespace`
+    /// (empty: channels `#<user>`).
+    #[arg(long, default_value = "personal")]
+    pub personal_namespace: String,
+
     /// Allow a --url whose host is not a loopback address (a load test aimed at a shared or
     /// production server by mistake does real harm, so this must be said explicitly).
     #[arg(long)]
@@ -147,6 +162,13 @@ pub(crate) struct Options {
     /// Also write the report as one JSON object to this file.
     #[arg(long)]
     pub json_file: Option<PathBuf>,
+}
+
+/// The contract of the server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    Herald,
+    Centrifugo,
 }
 
 impl Options {

@@ -1,4 +1,5 @@
-//! The Kafka side: ClassCreatedV1 envelopes (`herald_loadgen::envelope`) sent at a fixed rate.
+//! The Kafka side: ClassCreatedV1 envelopes (`herald_loadgen::envelope`) sent at a fixed rate;
+//! for Centrifugo, with the headers that address each to its user's personal channel.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -6,11 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
+use herald_loadgen::centrifugo;
 use herald_loadgen::envelope::envelope;
 
-use crate::options::Options;
+use crate::options::{Options, Protocol};
 use crate::tracker::Tracker;
 use herald_loadgen::marking::SendState;
 
@@ -22,6 +25,8 @@ pub(crate) struct Producer {
     topic: String,
     event_type: String,
     source_service: String,
+    /// With Centrifugo: the namespace of the personal channels each record is addressed to.
+    personal_namespace: Option<String>,
     pub failures: Failures,
 }
 
@@ -54,6 +59,7 @@ impl Producer {
             topic: options.topic.clone(),
             event_type: options.event_type.clone(),
             source_service: options.source_service.clone(),
+            personal_namespace: (options.protocol == Protocol::Centrifugo).then(|| options.personal_namespace.clone()),
             failures: Arc::default(),
         })
     }
@@ -80,6 +86,14 @@ impl Producer {
     async fn send(&self, class_id: &str, user: &str, before_send: impl Fn()) -> Result<DeliveryFuture, KafkaError> {
         let payload = envelope(&self.event_type, &self.source_service, class_id, user, SystemTime::now());
         let mut record = FutureRecord::to(&self.topic).key(user).payload(&payload);
+        if let Some(namespace) = &self.personal_namespace {
+            let channel = centrifugo::personal_channel(namespace, user);
+            record = record.headers(
+                OwnedHeaders::new_with_capacity(2)
+                    .insert(Header { key: centrifugo::CHANNELS_HEADER, value: Some(&channel) })
+                    .insert(Header { key: centrifugo::IDEMPOTENCY_KEY_HEADER, value: Some(class_id) }),
+            );
+        }
         loop {
             before_send();
             match self.producer.send_result(record) {

@@ -6,21 +6,24 @@
 //! (a slow-consumer close, a drain, a dropped network) it reconnects with `?since=<id>`, reads the
 //! `resumed` frame and the replay after it, and drops any id it already processed. It sends nothing
 //! else: reading continuously is what keeps a connection alive (tungstenite answers the server's
-//! pings as part of reading).
+//! pings as part of reading). With `--protocol centrifugo` a connection sends Centrifugo's
+//! `connect` command first and answers its `{}` pings, and does not resume.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
+use herald_loadgen::centrifugo;
 use herald_loadgen::resume::{Cursor, Incoming, Replay, Resumes, Verdict, read_frame, resume_url};
 use herald_loadgen::wire::{connection_url, describe_close, describe_error};
 
+use crate::options::Protocol;
 use crate::tracker::{Seen, Tracker};
 use herald_loadgen::marking::Tag;
 
@@ -73,6 +76,7 @@ pub(crate) struct Dial {
     pub read_buffer_bytes: usize,
     /// Reconnect with `since` when a socket ends (else a socket that ends stays closed).
     pub resume: bool,
+    pub protocol: Protocol,
 }
 
 /// Opens one connection for `user` at one of `urls` (without a token: `token` is added to each
@@ -94,7 +98,10 @@ pub(crate) async fn connection(
         let url = &urls[attempt % urls.len()];
         attempt = attempt.wrapping_add(1);
         let since = cursor.since().map(str::to_owned);
-        let target = connection_url(&resume_url(url, since.as_deref()), &token);
+        let target = match dial.protocol {
+            Protocol::Herald => connection_url(&resume_url(url, since.as_deref()), &token),
+            Protocol::Centrifugo => url.clone(),
+        };
         let opened = {
             let _permit = dial.gate.acquire().await;
             let config = WebSocketConfig::default().read_buffer_size(dial.read_buffer_bytes);
@@ -133,7 +140,7 @@ pub(crate) async fn connection(
         }
         failures = 0;
         tracker.connection_opened(user);
-        let ended = read(socket, since.is_some(), user, &mut cursor, &mut outcome, &tracker, &dial).await;
+        let ended = read(socket, (since.is_some(), &token), user, &mut cursor, &mut outcome, &tracker, &dial).await;
         tracker.connection_closed(user);
         let Some((why, code)) = ended else { return outcome };
         let at = tracker.elapsed();
@@ -158,9 +165,10 @@ async fn pause(failures: u32, stop: &CancellationToken) -> bool {
 }
 
 /// Reads one socket until the run stops (`None`) or it ends: why, and the close code if any.
+/// With Centrifugo, first sends the `connect` command with `token`.
 async fn read<S>(
     mut socket: S,
-    with_since: bool,
+    (with_since, token): (bool, &str),
     user: usize,
     cursor: &mut Cursor,
     outcome: &mut ConnectionOutcome,
@@ -172,13 +180,17 @@ where
         + futures_util::Sink<Message>
         + Unpin,
 {
-    let users = tracker.marking.users();
-    let mut replay = Replay::opened(with_since);
+    let mut receiver = Receiver { user, cursor, outcome, tracker, dial, replay: Replay::opened(with_since) };
+    if dial.protocol == Protocol::Centrifugo
+        && socket.send(Message::text(centrifugo::connect_command(token))).await.is_err()
+    {
+        return Some(("the connect command could not be sent".to_owned(), None));
+    }
     let ended = loop {
         let frame = tokio::select! {
             () = dial.stop.cancelled() => {
                 // Closing is a courtesy to the server; do not let a stuck one hold up the report.
-                let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::SinkExt::close(&mut socket)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), socket.close()).await;
                 break None;
             }
             frame = socket.next() => frame,
@@ -193,51 +205,91 @@ where
             Some(Err(error)) => break Some((describe_error(&error), None)),
             None => break Some(("connection ended without a close frame".to_owned(), None)),
         };
-        let incoming = read_frame(&text);
-        let replayed = replay.step(&incoming);
+        match dial.protocol {
+            Protocol::Herald => receiver.receive(read_frame(&text)),
+            Protocol::Centrifugo => {
+                let mut refused = None;
+                for message in centrifugo::read_frame(&text) {
+                    match message {
+                        centrifugo::Message::Publication(incoming) => receiver.receive(incoming),
+                        centrifugo::Message::Ping => {
+                            if socket.send(Message::text("{}")).await.is_err() {
+                                refused = Some("the pong could not be sent".to_owned());
+                            }
+                        }
+                        centrifugo::Message::Refused(why) => refused = Some(format!("refused by the server: {why}")),
+                        centrifugo::Message::Connected => {}
+                        centrifugo::Message::Other => receiver.outcome.foreign += 1,
+                    }
+                }
+                if let Some(why) = refused {
+                    break Some((why, None));
+                }
+            }
+        }
+    };
+    if with_since {
+        // The replayed notifications were counted as they arrived.
+        let Receiver { replay, outcome, .. } = receiver;
+        outcome.resumes.count(replay.answer(), 0, replay == Replay::Unanswered);
+    }
+    ended
+}
+
+/// Counts what arrives on one socket into its connection's outcome.
+struct Receiver<'a> {
+    user: usize,
+    cursor: &'a mut Cursor,
+    outcome: &'a mut ConnectionOutcome,
+    tracker: &'a Tracker,
+    dial: &'a Dial,
+    replay: Replay,
+}
+
+impl Receiver<'_> {
+    /// Checks one notification against the tracker: its user, its id, whether it is new.
+    fn receive(&mut self, incoming: Incoming) {
+        let replayed = self.replay.step(&incoming);
+        let outcome = &mut *self.outcome;
         outcome.resumes.replayed += u64::from(replayed);
         let Incoming::Notification { id, event, class_id } = incoming else {
             if !matches!(incoming, Incoming::Resumed { .. }) {
                 outcome.foreign += 1;
             }
-            continue;
+            return;
         };
+        let marking = &self.tracker.marking;
         let tag = match &class_id {
-            Some(class_id) if *event == *dial.notification => tracker.marking.classify(class_id),
+            Some(class_id) if *event == *self.dial.notification => marking.classify(class_id),
             _ => Tag::Foreign,
         };
         if let Tag::Event(seq) = tag
-            && tracker.marking.user_of(seq) != user
+            && marking.user_of(seq) != self.user
         {
             outcome.misrouted += 1;
-            continue;
+            return;
         }
-        match id.as_deref().map(|id| cursor.accept(id)) {
+        match id.as_deref().map(|id| self.cursor.accept(id)) {
             Some(Verdict::Duplicate) => {
                 outcome.duplicates += 1;
-                continue;
+                return;
             }
             Some(Verdict::OutOfOrder) => outcome.out_of_order += 1,
             Some(Verdict::Fresh) | None => {}
         }
         match tag {
             Tag::Event(seq) => {
-                if outcome.seen.insert((seq / users as u64) as usize) {
+                if outcome.seen.insert((seq / marking.users() as u64) as usize) {
                     outcome.distinct += 1;
-                    tracker.record_receipt(seq);
+                    self.tracker.record_receipt(seq);
                 } else {
                     outcome.repeated += 1;
                 }
             }
-            Tag::Warmup(slot) => tracker.see_warmup(slot),
+            Tag::Warmup(slot) => self.tracker.see_warmup(slot),
             Tag::Foreign => outcome.foreign += 1,
         }
-    };
-    if with_since {
-        // The replayed notifications were counted as they arrived.
-        outcome.resumes.count(replay.answer(), 0, replay == Replay::Unanswered);
     }
-    ended
 }
 
 /// Counts equal strings.
