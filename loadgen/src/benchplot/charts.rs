@@ -54,7 +54,10 @@ fn decades(low: f64, high: f64) -> (f64, f64) {
     (10f64.powf((low / 1.3).log10().floor()), 10f64.powf((high * 1.3).log10().ceil()))
 }
 
-/// Runs in the order they are drawn: by rate, herald before the reference.
+/// A colour per server in the throughput chart, in the order of `SERVERS`.
+const SERVER_COLOURS: [RGBColor; 3] = [RGBColor(200, 60, 40), RGBColor(40, 90, 200), RGBColor(30, 140, 70)];
+
+/// Runs in the order they are drawn: by rate, then herald, the reference, Centrifugo.
 fn ordered(runs: &[Run]) -> Vec<&Run> {
     let mut ordered: Vec<&Run> = runs.iter().collect();
     ordered.sort_by(|a, b| {
@@ -79,7 +82,12 @@ pub(crate) fn latency_cdf(runs: &[Run], caption: &str) -> Result<String, String>
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        title(&root, "Latency, produce → socket: herald (solid) and the reference server (dashed)", caption)?;
+        let heading = if runs.iter().any(|run| run.server == SERVERS[2]) {
+            "Latency, produce → socket: herald (solid), the reference server (dashed), Centrifugo (dotted)"
+        } else {
+            "Latency, produce → socket: herald (solid) and the reference server (dashed)"
+        };
+        title(&root, heading, caption)?;
         let area = root.margin(60, 10, 10, 20);
         let mut chart = ChartBuilder::on(&area)
             .x_label_area_size(45)
@@ -103,11 +111,12 @@ pub(crate) fn latency_cdf(runs: &[Run], caption: &str) -> Result<String, String>
             let label =
                 format!("{} at {}/s{}", run.server, run.target_rate, if run.saturated { " (saturated)" } else { "" });
             let legend_style = style;
-            if run.server == SERVERS[0] {
-                chart.draw_series(LineSeries::new(points(run), style)).map_err(failed("latency line"))?
-            } else {
-                chart.draw_series(DashedLineSeries::new(points(run), 8, 5, style)).map_err(failed("latency line"))?
+            match server_rank(&run.server) {
+                0 => chart.draw_series(LineSeries::new(points(run), style)),
+                1 => chart.draw_series(DashedLineSeries::new(points(run), 8, 5, style)),
+                _ => chart.draw_series(DashedLineSeries::new(points(run), 2, 4, style)),
             }
+            .map_err(failed("latency line"))?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], legend_style));
         }
@@ -135,7 +144,7 @@ pub(crate) fn throughput_p99(runs: &[Run], max_p99_ms: f64, caption: &str) -> Re
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        title(&root, "p99 latency against throughput: herald and the reference server", caption)?;
+        title(&root, "p99 latency against throughput, by server", caption)?;
         let area = root.margin(60, 10, 10, 20);
         let mut chart = ChartBuilder::on(&area)
             .x_label_area_size(45)
@@ -163,7 +172,7 @@ pub(crate) fn throughput_p99(runs: &[Run], max_p99_ms: f64, caption: &str) -> Re
                 continue;
             }
             own.sort_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
-            let colour = if index == 0 { RGBColor(200, 60, 40) } else { RGBColor(40, 90, 200) };
+            let colour = SERVER_COLOURS[index % SERVER_COLOURS.len()];
             let style = colour.stroke_width(2);
             let line: Vec<(f64, f64)> =
                 own.iter().filter_map(|run| run.p99_ms.map(|ms| (run.achieved_rate, ms.max(0.01)))).collect();
@@ -234,10 +243,18 @@ mod tests {
             redis_cpu_us_per_event: None,
             saturated,
         };
-        let runs = [run("herald", 1000.0, false), run("reference", 1000.0, false), run("herald", 5000.0, true)];
+        let runs = [
+            run("herald", 1000.0, false),
+            run("reference", 1000.0, false),
+            run("centrifugo", 1000.0, false),
+            run("herald", 5000.0, true),
+        ];
         let cdf = latency_cdf(&runs, "a caption").unwrap();
         assert!(cdf.starts_with("<svg") && cdf.contains("herald at 5000/s (saturated)") && cdf.contains("a caption"));
+        assert!(cdf.contains("centrifugo at 1000/s") && cdf.contains("Centrifugo (dotted)"));
         let throughput = throughput_p99(&runs, 1000.0, "").unwrap();
-        assert!(throughput.starts_with("<svg") && throughput.contains("reference"));
+        assert!(
+            throughput.starts_with("<svg") && throughput.contains("reference") && throughput.contains("centrifugo")
+        );
     }
 }

@@ -1,15 +1,16 @@
 //! `herald-benchplot`: compares herald's benchmark runs with the reference server's
-//! (`herald-refserver`) under the same load, from the `report.json` files `herald-loadgen` wrote.
+//! (`herald-refserver`), and with Centrifugo's when there are any, under the same load, from the
+//! `report.json` files `herald-loadgen` wrote.
 //! `scripts/bench.sh` runs it after its runs; `docs/benchmarks.md` shows its output.
 //!
-//! It prints (and with `--out` writes to `comparison.md`) two Markdown tables: every run's
+//! It prints (and with `--out` writes to `comparison.md`) Markdown tables: every run's
 //! figures (rate, delivered and lost copies, p50/p99 latency, server CPU per event, RSS per idle
-//! socket, whether the server saturated), and for each rate both servers ran, herald's figures
-//! as ratios to the reference server's. With `--out` it also draws, as SVG:
+//! socket, whether the server saturated), and for each rate herald and another server both ran,
+//! herald's figures as ratios to that server's. With `--out` it also draws, as SVG:
 //!
 //! - `latency-cdf.svg`: the latency distribution of every run (produce → socket, log ms), one line
-//!   per run, herald solid and the reference dashed, a colour per rate; the vertical axis is in
-//!   "nines" (p0, p90, p99, p99.9, p99.99) so the tail is as wide as the body;
+//!   per run, herald solid, the reference dashed and Centrifugo dotted, a colour per rate; the
+//!   vertical axis is in "nines" (p0, p90, p99, p99.9, p99.99) so the tail is as wide as the body;
 //! - `throughput-p99.svg`: p99 latency (log ms) against the rate achieved, one line per server,
 //!   saturated runs marked with a cross.
 //!
@@ -28,12 +29,13 @@ use clap::Parser;
 
 use crate::runs::Run;
 
-/// herald-benchplot: herald's benchmark runs next to the reference server's, as tables of
+/// herald-benchplot: herald's benchmark runs next to the other servers', as tables of
 /// figures and ratios and as SVG charts (latency CDF, throughput against p99).
 #[derive(Debug, Parser)]
 #[command(name = "herald-benchplot", version, about, long_about = None)]
 struct Options {
-    /// Runs as SERVER=PATH of a herald-loadgen report.json; SERVER is `herald` or `reference`.
+    /// Runs as SERVER=PATH of a herald-loadgen report.json; SERVER is `herald`, `reference` or
+    /// `centrifugo`.
     #[arg(required = true, value_parser = parse_run)]
     runs: Vec<(String, PathBuf)>,
 

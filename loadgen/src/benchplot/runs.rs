@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The servers a run can be of, in the order tables list them.
-pub(crate) const SERVERS: [&str; 2] = ["herald", "reference"];
+/// The servers a run can be of, in the order tables list them: herald, the reference server
+/// (`herald-refserver`) and Centrifugo.
+pub(crate) const SERVERS: [&str; 3] = ["herald", "reference", "centrifugo"];
 
 /// What the comparison needs of one run.
 #[derive(Debug, Clone)]
@@ -157,28 +158,33 @@ pub(crate) fn tables(runs: &[Run], max_p99_ms: f64) -> String {
     let rates: BTreeSet<u64> = runs.iter().map(|run| run.target_rate.to_bits()).collect();
     let mut rates: Vec<f64> = rates.into_iter().map(f64::from_bits).collect();
     rates.sort_by(f64::total_cmp);
-    let mut ratios = String::new();
-    for rate in rates {
-        let find = |server: &str| runs.iter().find(|run| run.server == server && run.target_rate == rate);
-        let (Some(herald), Some(reference)) = (find("herald"), find("reference")) else { continue };
-        let _ = writeln!(
-            ratios,
-            "| {rate} | {} | {} | {} | {} |",
-            ratio(herald.p50_ms, reference.p50_ms),
-            ratio(herald.p99_ms, reference.p99_ms),
-            ratio(herald.cpu_us_per_event, reference.cpu_us_per_event),
-            ratio(herald.rss_kib_per_idle_socket, reference.rss_kib_per_idle_socket),
-        );
-    }
-    // Without a rate both servers ran (REFERENCE=0, or one server failed), there is nothing to divide.
-    if !ratios.is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "| events/s | p50 herald / reference | p99 herald / reference | CPU per event | RSS per idle socket |"
-        );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
-        out.push_str(&ratios);
+    for other in &SERVERS[1..] {
+        let mut ratios = String::new();
+        for &rate in &rates {
+            let find = |server: &str| runs.iter().find(|run| run.server == server && run.target_rate == rate);
+            let (Some(herald), Some(other)) = (find("herald"), find(other)) else { continue };
+            let _ = writeln!(
+                ratios,
+                "| {rate} | {} | {} | {} | {} | {} |",
+                ratio(herald.p50_ms, other.p50_ms),
+                ratio(herald.p99_ms, other.p99_ms),
+                ratio(herald.cpu_us_per_event, other.cpu_us_per_event),
+                ratio(herald.redis_cpu_us_per_event, other.redis_cpu_us_per_event),
+                ratio(herald.rss_kib_per_idle_socket, other.rss_kib_per_idle_socket),
+            );
+        }
+        // Without a rate both servers ran (that server not run, or one failed), there is nothing
+        // to divide.
+        if !ratios.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "| events/s | p50 herald / {other} | p99 herald / {other} | CPU per event | Redis CPU per event | \
+                 RSS per idle socket |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+            out.push_str(&ratios);
+        }
     }
     let _ = writeln!(out);
     for server in SERVERS {
@@ -224,7 +230,7 @@ mod tests {
         assert!(runs[2].saturated, "a lost copy saturates");
         assert!(runs[3].saturated, "a p99 over the limit saturates");
         let text = tables(&runs, 1000.0);
-        assert!(text.contains("| 1000 | 2.00× | 2.00× | 4.00× | 1.00× |"), "{text}");
+        assert!(text.contains("| 1000 | 2.00× | 2.00× | 4.00× | – | 1.00× |"), "{text}");
         assert!(text.contains("herald: highest rate sustained (0 lost, p99 ≤ 1000 ms): 1000/s"), "{text}");
         assert!(text.contains("| 2000 (2000) | herald | 97 / 100 | 3 |"), "{text}");
         let alone = tables(&runs[..1], 1000.0);
