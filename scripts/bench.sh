@@ -15,7 +15,9 @@
 # herald-loadgen against it with --server-pid and --redis-addr (herald's and Redis's CPU and memory
 # per notification), stops herald with SIGTERM; then the same against herald-refserver on
 # 127.0.0.1:$REF_PORT (same connections, users, rate and events; a consumer group of its own). Last,
-# herald-benchplot prints herald's figures next to the reference server's and as ratios
+# with GATEWAY=1, the same against Centrifugo (the leading open-source Go gateway: its Kafka
+# consumer, its Redis engine; scripts/infra/centrifugo.sh builds it) on 127.0.0.1:$GATEWAY_PORT.
+# Last, herald-benchplot prints herald's figures next to the other servers' and as ratios
 # (comparison.md) and draws latency-cdf.svg and throughput-p99.svg. Whatever it started (the
 # servers, and Kafka or Redis if they were not already running) is stopped on exit, failure and
 # Ctrl-C included.
@@ -40,6 +42,14 @@
 #   TARGET_MS=100        delivery target; the report gives the share of copies within it
 #   PORT=28080           herald's listen port (loopback only)
 #   REF_PORT=PORT+1      herald-refserver's listen port
+#   GATEWAY=0            1: also run Centrifugo at each rate. Its Kafka consumer publishes each
+#                        record as it is (publication data mode) into the personal channel of the
+#                        user its headers name; each connection is subscribed to its user's
+#                        personal channel on connect, with the same token herald is given
+#   GATEWAY_FEATURES=history   history: the personal channels keep a history (HISTORY_SIZE or 100
+#                        publications, 24 h, recovery forced) and publications are deduplicated by
+#                        idempotency key, as herald keeps a history and dedupes; bare: neither
+#   GATEWAY_PORT=PORT+2  Centrifugo's listen port
 #   (Every default port here is below Linux's ephemeral range, 32768-60999. A port in it can be
 #   taken as the source of an outgoing connection, even by a client retrying a connection to that
 #   very port while nothing listens there, which connects the socket to itself; the server then
@@ -90,6 +100,9 @@ DRAIN="${DRAIN:-15}"
 TARGET_MS="${TARGET_MS:-100}"
 PORT="${PORT:-28080}"
 REF_PORT="${REF_PORT:-$((PORT + 1))}"
+GATEWAY="${GATEWAY:-0}"
+GATEWAY_FEATURES="${GATEWAY_FEATURES:-history}"
+GATEWAY_PORT="${GATEWAY_PORT:-$((PORT + 2))}"
 export HERALD_TEST_KAFKA_PORT="${KAFKA_PORT:-29192}"
 export HERALD_TEST_REDIS_PORT="${REDIS_PORT:-26479}"
 TOPIC="${TOPIC:-huleedu.class.created.v1}"
@@ -113,13 +126,15 @@ WARMUP="${WARMUP:-20}"
 log() { echo "[bench] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for knob in CONNECTIONS USERS EVENTS DRAIN WARMUP PORT REF_PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
+for knob in CONNECTIONS USERS EVENTS DRAIN WARMUP PORT REF_PORT GATEWAY_PORT SEND_QUEUE MAX_PER_USER HERALD_TEST_KAFKA_PORT HERALD_TEST_REDIS_PORT; do
   [[ "${!knob}" =~ ^[0-9]+$ ]] || die "$knob must be a whole number, got '${!knob}'"
 done
 [[ -z "$HISTORY_SIZE" || "$HISTORY_SIZE" =~ ^[0-9]+$ ]] || die "HISTORY_SIZE must be a whole number or empty, got '$HISTORY_SIZE'"
 [[ -z "$DURATION" || "$DURATION" =~ ^[0-9]+$ ]] || die "DURATION must be a whole number of seconds or empty, got '$DURATION'"
 [[ "$REFERENCE" == 0 || "$REFERENCE" == 1 ]] || die "REFERENCE must be 0 or 1, got '$REFERENCE'"
-((PORT != REF_PORT)) || die "PORT and REF_PORT must differ (both $PORT)"
+[[ "$GATEWAY" == 0 || "$GATEWAY" == 1 ]] || die "GATEWAY must be 0 or 1, got '$GATEWAY'"
+[[ "$GATEWAY_FEATURES" == history || "$GATEWAY_FEATURES" == bare ]] || die "GATEWAY_FEATURES must be history or bare, got '$GATEWAY_FEATURES'"
+((PORT != REF_PORT && PORT != GATEWAY_PORT && REF_PORT != GATEWAY_PORT)) || die "PORT, REF_PORT and GATEWAY_PORT must differ"
 for knob in MAX_IDLE_KIB MAX_P99_MS RATE; do
   [[ "${!knob}" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$knob must be a number, got '${!knob}'"
 done
@@ -182,6 +197,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 bench_binaries HERALD LOADGEN REFSERVER BENCHPLOT
+SERVERS=(herald)
+((REFERENCE == 0)) || SERVERS+=(reference)
+if ((GATEWAY)); then
+  CENTRIFUGO="$(bash scripts/infra/centrifugo.sh path)" || die "cannot build Centrifugo"
+  SERVERS+=(centrifugo)
+fi
 
 bench_infra_up "$TOPIC"
 
@@ -203,7 +224,11 @@ start_server() {
     return 1
   fi
   log "starting $server on 127.0.0.1:$port (group $group, log $dir/server.log)"
-  if [[ "$server" == herald ]]; then
+  local ready=/readyz
+  if [[ "$server" == centrifugo ]]; then
+    ready=/health
+    start_centrifugo "$dir" "$port" "$group" || return 1
+  elif [[ "$server" == herald ]]; then
     bench_herald_flags "$group"
     # shellcheck disable=SC2086 # HERALD_ARGS is a list of flags
     NO_COLOR=1 RUST_LOG="$HERALD_LOG" "$HERALD" \
@@ -229,11 +254,48 @@ start_server() {
   fi
   SERVER_PID=$!
   local deadline=$((SECONDS + 60))
-  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+  until curl -sf "http://127.0.0.1:$port$ready" >/dev/null 2>&1; do
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; SERVER_PID=""; return 1; }
     ((SECONDS < deadline)) || { tail -n 20 "$dir/server.log" >&2; log "$server not ready within 60 s"; return 1; }
     sleep 0.2
   done
+}
+
+# Starts Centrifugo in the background for one run ($1 folder, $2 port, $3 consumer group) with its
+# configuration in $1/centrifugo.json. Its Kafka consumer reads a new group from the earliest offset
+# (there is no setting for it): the group's offsets are set to the topic's end first, so earlier
+# runs' events are not replayed.
+start_centrifugo() {
+  local dir=$1 port=$2 group=$3 namespace='{"name": "personal"}' idempotency=centrifugo-idempotency-key
+  if [[ "$GATEWAY_FEATURES" == history ]]; then
+    namespace="{\"name\": \"personal\", \"history_size\": ${HISTORY_SIZE:-100}, \"history_ttl\": \"24h\", \"force_recovery\": true}"
+    ((${HISTORY_SIZE:-100} > 0)) || namespace='{"name": "personal"}'
+  else
+    # A header no record carries: no idempotency key, no deduplication.
+    idempotency=x-bench-no-idempotency-key
+  fi
+  cat >"$dir/centrifugo.json" <<JSON
+{
+  "http_server": {"address": "127.0.0.1", "port": $port},
+  "log": {"level": "warn"},
+  "health": {"enabled": true},
+  "client": {
+    "token": {"hmac_secret_key": "$JWT_SECRET", "audience": "$JWT_AUDIENCE", "issuer": "$JWT_ISSUER"},
+    "allowed_origins": ["*"],
+    "user_connection_limit": $MAX_PER_USER,
+    "subscribe_to_user_personal_channel": {"enabled": true, "personal_channel_namespace": "personal"}
+  },
+  "channel": {"namespaces": [$namespace]},
+  "engine": {"type": "redis", "redis": {"address": "$HERALD_TEST_REDIS", "prefix": "${PREFIX}centrifugo"}},
+  "consumers": [{"enabled": true, "name": "bench", "type": "kafka", "kafka": {
+    "brokers": ["$HERALD_TEST_KAFKA"], "topics": ["$TOPIC"], "consumer_group": "$group",
+    "publication_data_mode": {"enabled": true, "idempotency_key_header": "$idempotency"}}}]
+}
+JSON
+  bash scripts/infra/kafka.sh tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+    --bootstrap-server "$HERALD_TEST_KAFKA" --group "$group" --topic "$TOPIC" --reset-offsets --to-latest --execute \
+    >"$dir/offsets.log" 2>&1 || { cat "$dir/offsets.log" >&2; log "cannot set $group's offsets"; return 1; }
+  "$CENTRIFUGO" --config "$dir/centrifugo.json" >"$dir/server.log" 2>&1 &
 }
 
 # The machine is shared (Kafka, Redis, the server, loadgen and anything else on 2 cores): record how
@@ -258,8 +320,11 @@ saturated() {
 # One run: $1 server (herald or reference), $2 rate, $3 events. Sets RUN_DIR, LOADGEN_STATUS,
 # SERVER_STATUS (non-zero when it could not start or did not stop cleanly) and IDLE_KIB.
 run_once() {
-  local server=$1 rate=$2 events=$3 port=$PORT
-  [[ "$server" == herald ]] || port=$REF_PORT
+  local server=$1 rate=$2 events=$3 port=$PORT url protocol=herald
+  [[ "$server" != reference ]] || port=$REF_PORT
+  [[ "$server" != centrifugo ]] || { port=$GATEWAY_PORT; protocol=centrifugo; }
+  url="ws://127.0.0.1:$port/ws"
+  [[ "$protocol" == herald ]] || url="ws://127.0.0.1:$port/connection/websocket"
   RUN_DIR="$OUT/$server-$rate"
   LOADGEN_STATUS=1
   SERVER_STATUS=0
@@ -272,13 +337,14 @@ run_once() {
   fi
   log "$server ready (pid $SERVER_PID); running loadgen: $CONNECTIONS connections, $USERS users, $events events at $rate/s"
   local busy_before idle_before busy_after idle_after load_before load_after redis_args=()
-  [[ "$server" != herald ]] || redis_args=(--redis-addr "127.0.0.1:$HERALD_TEST_REDIS_PORT")
+  [[ "$server" == reference ]] || redis_args=(--redis-addr "127.0.0.1:$HERALD_TEST_REDIS_PORT")
   read -r busy_before idle_before < <(machine_ticks)
   load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   set +e
   # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of flags
   "$LOADGEN" \
-    --url "ws://127.0.0.1:$port/ws" \
+    --protocol "$protocol" \
+    --url "$url" \
     --jwt-secret "$JWT_SECRET" \
     --jwt-audience "$JWT_AUDIENCE" \
     --jwt-issuer "$JWT_ISSUER" \
@@ -339,15 +405,13 @@ bench_warm_up "$WARMUP" "${LADDER[-1]}" "$REF_PORT"
 
 STATUS=0
 IDLE_OVER=0
-HERALD_SATURATED=0
-REFERENCE_SATURATED=$((REFERENCE == 0))
+declare -A SATURATED=()
 PLOT_RUNS=()
 for rate in "${LADDER[@]}"; do
   events=$EVENTS
   [[ -z "$DURATION" ]] || events=$(awk -v rate="$rate" -v seconds="$DURATION" 'BEGIN { printf "%d", rate * seconds }')
-  for server in herald reference; do
-    if [[ "$server" == herald ]] && ((HERALD_SATURATED)); then continue; fi
-    if [[ "$server" == reference ]] && ((REFERENCE_SATURATED)); then continue; fi
+  for server in "${SERVERS[@]}"; do
+    [[ -z "${SATURATED[$server]:-}" ]] || continue
     run_once "$server" "$rate" "$events"
     [[ ! -s "$RUN_DIR/report.json" ]] || PLOT_RUNS+=("$server=$RUN_DIR/report.json")
     if [[ "$server" == herald && -n "$IDLE_KIB" ]]; then
@@ -359,8 +423,8 @@ for rate in "${LADDER[@]}"; do
       fi
     fi
     if [[ -z "$RATES" ]]; then
-      # A single rate: herald's result is the script's, as it always was; the reference run only
-      # fails the script when it could not be made.
+      # A single rate: herald's result is the script's, as it always was; another server's run
+      # only fails the script when it could not be made.
       if [[ "$server" == herald ]]; then
         STATUS=$LOADGEN_STATUS
         ((SERVER_STATUS == 0)) || STATUS=1
@@ -375,7 +439,7 @@ for rate in "${LADDER[@]}"; do
       if ((LOADGEN_STATUS == 1 || SERVER_STATUS != 0)); then STATUS=1; fi
       if saturated "$RUN_DIR" || ((LOADGEN_STATUS != 0)); then
         log "$server saturated at $rate/s: no higher rate for it"
-        if [[ "$server" == herald ]]; then HERALD_SATURATED=1; else REFERENCE_SATURATED=1; fi
+        SATURATED[$server]=1
       fi
     fi
   done
@@ -383,7 +447,7 @@ done
 
 if ((${#PLOT_RUNS[@]} > 0)); then
   echo
-  echo "== herald and the reference server (comparison.md, latency-cdf.svg, throughput-p99.svg in $OUT)"
+  echo "== ${SERVERS[*]} compared (comparison.md, latency-cdf.svg, throughput-p99.svg in $OUT)"
   CAPTION="$CONNECTIONS connections over $USERS users; $(nproc) shared cores; $(date -u +%Y-%m-%d)"
   "$BENCHPLOT" --out "$OUT" --max-p99-ms "$MAX_P99_MS" --caption "$CAPTION" "${PLOT_RUNS[@]}" \
     || { log "herald-benchplot failed"; ((STATUS != 0)) || STATUS=1; }
