@@ -76,6 +76,8 @@
 #   CARGO_TARGET_DIR=target   where the release binaries are built and found
 #   KEEP_INFRA=0         1: leave Kafka and Redis running even if this script started them
 #   HERALD_KAFKA_JIT=full   the JVM of a broker this script starts compiles with C2 too (fast: C1 only)
+#   HERALD_KAFKA_GC=parallel   and collects with the parallel collector and its whole heap from the
+#                        start (serial: the tests' collector, whose pauses show in every tail)
 #
 # Exit status, single rate: herald's loadgen's (0 complete, 2 ran but lost, duplicated or refused
 # something, 1 could not run), 1 when herald could not be started or did not stop cleanly, or when

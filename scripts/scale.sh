@@ -46,6 +46,8 @@
 #                        127.0.0.1:BASE_PORT before the instances start, not reported: a broker's
 #                        JVM compiles its hot paths under its first load. 0: none
 #   HERALD_KAFKA_JIT=full   the JVM of a broker this script starts compiles with C2 too (fast: C1 only)
+#   HERALD_KAFKA_GC=parallel   and collects with the parallel collector and its whole heap from the
+#                        start (serial: the tests' collector, whose pauses show in every tail)
 #
 # Exit status: 0 when every loadgen got every copy exactly once (exit 0 of each), 2 when a loadgen
 # lost, duplicated or refused something, 1 when the run could not be made.

@@ -29,6 +29,9 @@
 #      HERALD_KAFKA_HEAP (512m), HERALD_KAFKA_START_TIMEOUT (90),
 #      HERALD_KAFKA_JIT (fast: the broker's JVM compiles with C1 only, which starts quickly and
 #      suits tests; full: C1 then C2, for benchmarks, where the broker's steady-state CPU counts),
+#      HERALD_KAFKA_GC (serial: one collector thread and a heap that grows from 128 MiB, which
+#      suits tests; parallel: two collector threads and the whole heap from the start, for
+#      benchmarks, where the broker's young-generation pauses show in every server's tail),
 #      HERALD_INFRA_DIR (<repo>/target/infra; broker state in $HERALD_INFRA_DIR/kafka/PORT)
 # Needs java >= 17 and mvn (scripts/infra/packages.sh installs them if absent).
 set -euo pipefail
@@ -48,6 +51,8 @@ START_TIMEOUT="${HERALD_KAFKA_START_TIMEOUT:-90}"
 HEAP="${HERALD_KAFKA_HEAP:-512m}"
 JIT="${HERALD_KAFKA_JIT:-fast}"
 [[ "$JIT" == fast || "$JIT" == full ]] || die "HERALD_KAFKA_JIT must be fast or full, got '$JIT'"
+GC="${HERALD_KAFKA_GC:-serial}"
+[[ "$GC" == serial || "$GC" == parallel ]] || die "HERALD_KAFKA_GC must be serial or parallel, got '$GC'"
 
 KDIR="$HERALD_INFRA_DIR/kafka"
 LIBS="$KDIR/libs"
@@ -66,6 +71,14 @@ FAST_JVM=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Xshare:auto -Djava.
 # The broker's JVM: quick-starting, or with C2 as well for benchmarks (HERALD_KAFKA_JIT).
 BROKER_JVM=("${FAST_JVM[@]}")
 [[ "$JIT" == full ]] && BROKER_JVM=(-XX:+UseSerialGC -Xss512k -Xshare:auto -Djava.awt.headless=true)
+BROKER_XMS=128m
+# Measured at 2,000 and 10,000 events/s (docs/benchmarks.md, "The broker's garbage collector"):
+# the parallel collector took the reference server's p99 from 16-27 ms to 9-22 ms for the same
+# broker CPU; G1 (pauses aimed at 10 ms) took more CPU and made every tail longer.
+if [[ "$GC" == parallel ]]; then
+  BROKER_JVM=("${BROKER_JVM[@]/-XX:+UseSerialGC/-XX:+UseParallelGC}")
+  BROKER_XMS=$HEAP
+fi
 
 usage() { print_header "${BASH_SOURCE[0]}"; }
 
@@ -265,7 +278,7 @@ cmd_start() {
     fi
     log "starting Kafka $VERSION on $BOOTSTRAP (controller :$CPORT, state in $STATE)"
     : >"$LOGFILE"
-    nohup java "${BROKER_JVM[@]}" -Xms128m "-Xmx$HEAP" \
+    nohup java "${BROKER_JVM[@]}" "-Xms$BROKER_XMS" "-Xmx$HEAP" \
       -Dlog4j2.configurationFile="$SERVER_LOG4J" -Dkafka.logs.dir="$STATE" \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" >>"$LOGFILE" 2>&1 </dev/null 9>&- &
     pid=$!
