@@ -319,8 +319,9 @@ saturated() {
   awk -v p99="$p99" -v max="$MAX_P99_MS" 'BEGIN { exit !(p99 > max) }'
 }
 
-# One run: $1 server (herald or reference), $2 rate, $3 events. Sets RUN_DIR, LOADGEN_STATUS,
-# SERVER_STATUS (non-zero when it could not start or did not stop cleanly) and IDLE_KIB.
+# One run: $1 server (herald, reference or centrifugo), $2 rate, $3 events. Sets RUN_DIR,
+# LOADGEN_STATUS, SERVER_STATUS (non-zero when it could not start or did not stop cleanly) and
+# IDLE_KIB.
 run_once() {
   local server=$1 rate=$2 events=$3 port=$PORT url protocol=herald
   [[ "$server" != reference ]] || port=$REF_PORT
