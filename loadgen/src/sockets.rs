@@ -115,7 +115,7 @@ pub(crate) async fn connection(
                 },
             }
         };
-        let socket = match opened {
+        let mut socket = match opened {
             Ok(socket) => socket,
             Err(why) if !opened_once => {
                 let _ = dial.handshakes.send(Err(why.clone()));
@@ -140,7 +140,15 @@ pub(crate) async fn connection(
         }
         failures = 0;
         tracker.connection_opened(user);
-        let ended = read(socket, (since.is_some(), &token), user, &mut cursor, &mut outcome, &tracker, &dial).await;
+        // Centrifugo opens the session with a command carrying the token (herald's is in the URL).
+        let session = match dial.protocol {
+            Protocol::Herald => Ok(()),
+            Protocol::Centrifugo => socket.send(Message::text(centrifugo::connect_command(&token))).await,
+        };
+        let ended = match session {
+            Ok(()) => read(socket, since.is_some(), user, &mut cursor, &mut outcome, &tracker, &dial).await,
+            Err(error) => Some((format!("the connect command could not be sent: {}", describe_error(&error)), None)),
+        };
         tracker.connection_closed(user);
         let Some((why, code)) = ended else { return outcome };
         let at = tracker.elapsed();
@@ -165,10 +173,9 @@ async fn pause(failures: u32, stop: &CancellationToken) -> bool {
 }
 
 /// Reads one socket until the run stops (`None`) or it ends: why, and the close code if any.
-/// With Centrifugo, first sends the `connect` command with `token`.
 async fn read<S>(
     mut socket: S,
-    (with_since, token): (bool, &str),
+    with_since: bool,
     user: usize,
     cursor: &mut Cursor,
     outcome: &mut ConnectionOutcome,
@@ -181,11 +188,6 @@ where
         + Unpin,
 {
     let mut receiver = Receiver { user, cursor, outcome, tracker, dial, replay: Replay::opened(with_since) };
-    if dial.protocol == Protocol::Centrifugo
-        && socket.send(Message::text(centrifugo::connect_command(token))).await.is_err()
-    {
-        return Some(("the connect command could not be sent".to_owned(), None));
-    }
     let ended = loop {
         let frame = tokio::select! {
             () = dial.stop.cancelled() => {
