@@ -51,7 +51,6 @@ pub enum Message {
 
 #[derive(Deserialize)]
 struct RawMessage {
-    id: Option<u64>,
     connect: Option<IgnoredAny>,
     error: Option<RawError>,
     push: Option<RawPush>,
@@ -101,6 +100,9 @@ pub fn read_frame(text: &str) -> impl Iterator<Item = Message> + '_ {
 }
 
 fn read_message(line: &str) -> Message {
+    if line.trim() == "{}" {
+        return Message::Ping;
+    }
     let Ok(message) = serde_json::from_str::<RawMessage>(line) else { return Message::Other };
     if let Some(error) = message.error {
         return Message::Refused(format!("error {} {}", error.code, error.message));
@@ -120,9 +122,7 @@ fn read_message(line: &str) -> Message {
             }),
             None => Message::Other,
         },
-        Some(_) => Message::Other,
-        None if message.id.is_none() => Message::Ping,
-        None => Message::Other,
+        Some(_) | None => Message::Other,
     }
 }
 
@@ -163,6 +163,27 @@ mod tests {
             read_frame(r#"{"push":{"disconnect":{"code":3005,"reason":"token expired"}}}"#).collect();
         assert_eq!(ended, [Message::Refused("disconnect 3005 token expired".to_owned())]);
         assert_eq!(read_frame("not json").collect::<Vec<_>>(), [Message::Other]);
+        assert_eq!(read_frame(r#"{"unknown":1}"#).collect::<Vec<_>>(), [Message::Other], "only {{}} is a ping");
+    }
+
+    proptest::proptest! {
+        /// Frames are foreign bytes: any text reads as one message per non-blank line, without
+        /// panicking, and only an empty object is a ping.
+        #[test]
+        fn any_frame_reads_line_by_line(text in "(?s).{0,300}", pushes in proptest::collection::vec(
+            r#"\{"push":\{"channel":"[a-z:#0-9]{0,12}","pub":\{"data":\{"event_type":".{0,8}","data":\{"class_id":".{0,8}"\}\}\}\}\}"#,
+            0..4,
+        )) {
+            let frame = format!("{text}\n{}", pushes.join("\n"));
+            let lines = frame.split('\n').filter(|line| !line.trim().is_empty()).count();
+            let messages: Vec<Message> = read_frame(&frame).collect();
+            proptest::prop_assert_eq!(messages.len(), lines);
+            for (message, line) in messages.iter().zip(frame.split('\n').filter(|line| !line.trim().is_empty())) {
+                if *message == Message::Ping {
+                    proptest::prop_assert_eq!(serde_json::from_str::<serde_json::Value>(line).ok(), Some(serde_json::json!({})));
+                }
+            }
+        }
     }
 
     #[test]
