@@ -269,9 +269,9 @@ start_server() {
 # runs' events are not replayed.
 start_centrifugo() {
   local dir=$1 port=$2 group=$3 namespace='{"name": "personal"}' idempotency=centrifugo-idempotency-key
+  local history=${HISTORY_SIZE:-100}
   if [[ "$GATEWAY_FEATURES" == history ]]; then
-    namespace="{\"name\": \"personal\", \"history_size\": ${HISTORY_SIZE:-100}, \"history_ttl\": \"24h\", \"force_recovery\": true}"
-    ((${HISTORY_SIZE:-100} > 0)) || namespace='{"name": "personal"}'
+    ((history == 0)) || namespace="{\"name\": \"personal\", \"history_size\": $history, \"history_ttl\": \"24h\", \"force_recovery\": true}"
   else
     # A header no record carries: no idempotency key, no deduplication.
     idempotency=x-bench-no-idempotency-key
