@@ -56,7 +56,11 @@
 #   cannot listen.)
 #   KAFKA_PORT=29192     Kafka broker port (29092 shares the test suite's broker)
 #   REDIS_PORT=26479     Redis port (26379 shares the test suite's Redis)
-#   TOPIC=huleedu.class.created.v1   topic loadgen produces to; herald consumes class_created from it
+#   TOPIC=huleedu.class.created.v1   topic loadgen produces to
+#   TOPICS=bench         which topics every server consumes. bench: TOPIC only, each of herald's
+#                        events mapped to it (`--topic NAME=TOPIC`), so every server fetches the
+#                        same partitions. definitions: TOPIC and every topic the event definitions
+#                        list (herald's production layout), for every server
 #   JWT_SECRET=herald-bench-secret   HS256 secret shared by the servers and loadgen
 #   JWT_AUDIENCE=herald-bench JWT_ISSUER=herald-bench   aud and iss the servers require and loadgen signs
 #   MAX_PER_USER=        herald --max-connections-per-user (default: max(5, CONNECTIONS/USERS rounded up))
@@ -207,6 +211,7 @@ if ((GATEWAY)); then
 fi
 
 bench_infra_up "$TOPIC"
+log "every server consumes ${#SERVER_TOPICS[@]} topic(s) (TOPICS=$TOPICS)"
 
 # Sockets need descriptors: raise the soft limit to the hard one (the servers inherit it).
 ulimit -n "$(ulimit -Hn)"
@@ -246,7 +251,7 @@ start_server() {
       --listen "127.0.0.1:$port" \
       --kafka-brokers "$HERALD_TEST_KAFKA" \
       --kafka-group "$group" \
-      --topic "$TOPIC" \
+      --topic "$(IFS=,; echo "${SERVER_TOPICS[*]}")" \
       --kafka-option auto.offset.reset=latest \
       --jwt-secret "$JWT_SECRET" \
       --jwt-audience "$JWT_AUDIENCE" \
@@ -290,7 +295,7 @@ start_centrifugo() {
   "channel": {"namespaces": [$namespace]},
   "engine": {"type": "redis", "redis": {"address": "$HERALD_TEST_REDIS", "prefix": "${PREFIX}centrifugo"}},
   "consumers": [{"enabled": true, "name": "bench", "type": "kafka", "kafka": {
-    "brokers": ["$HERALD_TEST_KAFKA"], "topics": ["$TOPIC"], "consumer_group": "$group",
+    "brokers": ["$HERALD_TEST_KAFKA"], "topics": [$(printf '"%s",' "${SERVER_TOPICS[@]}" | sed 's/,$//')], "consumer_group": "$group",
     "publication_data_mode": {"enabled": true, "idempotency_key_header": "$idempotency"}}}]
 }
 JSON

@@ -35,6 +35,8 @@
 #   connections take source ports from that range, and would take a listen port there from any
 #   other process on the machine; see docs/benchmarks.md, "A listen port taken as a source port".)
 #   TOPIC=huleedu.class.created.v1   topic the loadgens produce to
+#   TOPICS=bench         bench: every instance consumes TOPIC only (each event mapped to it);
+#                        definitions: TOPIC and every topic the definitions list (production's layout)
 #   HERALD_LOG=warn      RUST_LOG for herald
 #   HERALD_ARGS=         extra herald flags (word-split)
 #   LOADGEN_ARGS=        extra herald-loadgen flags (word-split)

@@ -1,10 +1,38 @@
 # shellcheck shell=bash
 # Sourced by scripts/bench.sh and scripts/scale.sh: the Kafka broker and Redis a benchmark runs
-# against, herald's flags common to both, and how busy the machine is. The caller defines log and
-# die, and sets OUT, TOPIC, PREFIX, GROUP, KEEP_INFRA, BUILD, TARGET_DIR and the JWT_* settings.
+# against, the topics every server consumes, herald's flags common to both, and how busy the
+# machine is. The caller defines log and die, and sets OUT, TOPIC, PREFIX, GROUP, KEEP_INFRA, BUILD,
+# TARGET_DIR and the JWT_* settings, and may set TOPICS (below).
 
 STARTED_KAFKA=0
 STARTED_REDIS=0
+
+# Which topics every server consumes (the load is produced to $TOPIC either way):
+#   bench        $TOPIC only; each of herald's events is consumed from it (`--topic NAME=$TOPIC`).
+#                Every server fetches the same partitions, as the reference server and Centrifugo
+#                consume one topic.
+#   definitions  $TOPIC and every topic the event definitions list: herald's production layout
+#                (19 topics, 57 partitions in the bench's broker), given to every server. librdkafka
+#                names every assigned partition in each fetch (it has no incremental fetch
+#                sessions), so the idle ones cost the broker and the consumer on every fetch.
+TOPICS="${TOPICS:-bench}"
+[[ "$TOPICS" == bench || "$TOPICS" == definitions ]] || die "TOPICS must be bench or definitions, got '$TOPICS'"
+
+# Sets SERVER_TOPICS to the topics every server consumes, and HERALD_TOPIC_FLAGS to herald's
+# `--topic` flags for them, by TOPICS.
+bench_topics() {
+  local name
+  SERVER_TOPICS=("$TOPIC")
+  HERALD_TOPIC_FLAGS=(--topic "class_created=$TOPIC")
+  if [[ "$TOPICS" == definitions ]]; then
+    mapfile -t -O 1 SERVER_TOPICS < <(bash scripts/infra/definition-topics.sh | grep -vx "$TOPIC")
+  else
+    while read -r name; do
+      [[ "$name" == class_created ]] || HERALD_TOPIC_FLAGS+=(--topic "$name=$TOPIC")
+    done < <(bash scripts/infra/definition-topics.sh --notifications)
+  fi
+}
+bench_topics
 
 # Builds the release binaries when BUILD=1 and sets HERALD, LOADGEN, REFSERVER and BENCHPLOT to
 # them; dies unless each one named in the arguments (by variable name) is there.
@@ -59,7 +87,7 @@ bench_warm_up() {
     --listen "127.0.0.1:$port" \
     --kafka-brokers "$HERALD_TEST_KAFKA" \
     --kafka-group "$GROUP-warm-up" \
-    --topic "$TOPIC" \
+    --topic "$(IFS=,; echo "${SERVER_TOPICS[*]}")" \
     --kafka-option auto.offset.reset=latest \
     --jwt-secret "$JWT_SECRET" \
     --jwt-audience "$JWT_AUDIENCE" \
@@ -98,7 +126,7 @@ bench_infra_down() {
 }
 
 # Sets BENCH_HERALD_FLAGS to herald's flags for a production-mode instance in consumer group $1
-# on the benchmark's broker and Redis: the bench topic as class_created's, and a new group reading
+# on the benchmark's broker and Redis: its events' topics by TOPICS, and a new group reading
 # from the latest offset (loadgen's warm-up resends until the consumer is assigned).
 bench_herald_flags() {
   BENCH_HERALD_FLAGS=(
@@ -109,7 +137,7 @@ bench_herald_flags() {
     --jwt-issuer "$JWT_ISSUER"
     --kafka-group "$1"
     --redis-prefix "$PREFIX"
-    --topic "class_created=$TOPIC"
+    "${HERALD_TOPIC_FLAGS[@]}"
     --kafka-option auto.offset.reset=latest
     --log-format text
   )

@@ -13,11 +13,11 @@ use serde_json::value::RawValue;
 
 use crate::App;
 
-/// Creates the consumer and subscribes it to `topic`. Offsets are auto-committed.
+/// Creates the consumer and subscribes it to `topics`. Offsets are auto-committed.
 pub(crate) fn subscribe(
     brokers: &str,
     group: &str,
-    topic: &str,
+    topics: &[String],
     options: &[(String, String)],
 ) -> Result<StreamConsumer, String> {
     let mut config = ClientConfig::new();
@@ -27,7 +27,8 @@ pub(crate) fn subscribe(
     }
     let consumer: StreamConsumer =
         config.create().map_err(|error| format!("cannot create the Kafka consumer for {brokers}: {error}"))?;
-    consumer.subscribe(&[topic]).map_err(|error| format!("cannot subscribe to {topic}: {error}"))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).map_err(|error| format!("cannot subscribe to {topics:?}: {error}"))?;
     Ok(consumer)
 }
 

@@ -3,7 +3,7 @@
 //! needs on the same machine in the same minutes (`docs/benchmarks.md`, "Against the reference
 //! server").
 //!
-//! What it does, for the benchmark's one topic: consumes ClassCreatedV1-shaped envelopes from Kafka
+//! What it does, for the benchmark's topics: consumes ClassCreatedV1-shaped envelopes from Kafka
 //! (`consumer`), takes the recipient from `data.user_id` as herald does for `class_created`, and
 //! writes the notification, encoded once in herald's wire shape, to every socket of that user
 //! through an in-process map user → sockets (`hub`). Sockets (`sockets`) are `/ws?token=JWT`,
@@ -37,7 +37,7 @@ use clap::Parser;
 use crate::hub::Hub;
 use crate::sockets::Verifier;
 
-/// herald-refserver: a minimal server speaking herald's contract for one ClassCreatedV1 topic
+/// herald-refserver: a minimal server speaking herald's contract for ClassCreatedV1 envelopes
 /// (Kafka → in-process map → WebSocket; no Redis, no validation), the benchmark's reference.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "herald-refserver", version, about, long_about = None)]
@@ -54,9 +54,10 @@ struct Options {
     #[arg(long, default_value = "herald-refserver")]
     kafka_group: String,
 
-    /// The topic of ClassCreatedV1 envelopes to consume.
-    #[arg(long, default_value = "huleedu.class.created.v1")]
-    topic: String,
+    /// A topic to consume ClassCreatedV1 envelopes from. Repeatable (or comma-separated): the
+    /// benchmark names herald's other topics too, so that both servers fetch the same partitions.
+    #[arg(long = "topic", value_delimiter = ',', default_value = "huleedu.class.created.v1")]
+    topics: Vec<String>,
 
     /// A librdkafka consumer setting as KEY=VALUE (e.g. auto.offset.reset=latest). Repeatable.
     #[arg(long = "kafka-option", value_parser = parse_pair)]
@@ -133,7 +134,7 @@ async fn run(options: Options) -> Result<(), String> {
         ready: AtomicBool::new(false),
     });
     let consumer =
-        consumer::subscribe(&options.kafka_brokers, &options.kafka_group, &options.topic, &options.kafka_options)?;
+        consumer::subscribe(&options.kafka_brokers, &options.kafka_group, &options.topics, &options.kafka_options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}; is the port taken?", options.listen))?;
