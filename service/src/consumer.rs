@@ -470,6 +470,16 @@ impl Kafka {
         brokers: &str,
         metrics: Metrics,
     ) -> Result<Arc<Self>, rdkafka::error::KafkaError> {
+        // Fetches keep librdkafka's defaults (`fetch.min.bytes` 1, `fetch.wait.max.ms` 500):
+        // the broker answers as soon as one record is there, so a record is read within a
+        // round trip of being written, and an idle consumer sends two fetches a second.
+        // librdkafka names every assigned partition in each fetch (it has no incremental fetch
+        // sessions), so a fetch costs the broker in proportion to the partitions, and under
+        // heavy load fetches become frequent and small. Where one instance is assigned many
+        // partitions at thousands of events a second on a small broker, asking for a batch
+        // (`--kafka-consumer-option fetch.min.bytes=65536 --kafka-consumer-option
+        // fetch.wait.max.ms=10`) trades up to 10 ms of latency for less broker and herald CPU
+        // (docs/benchmarks.md, "The topics a server consumes").
         let mut consumer_config = ClientConfig::new();
         consumer_config
             .set("bootstrap.servers", brokers)
@@ -483,19 +493,7 @@ impl Kafka {
             .set("heartbeat.interval.ms", "1000")
             // A subscribed topic created after start-up (producers often create topics on first
             // publish) is only noticed at the next metadata refresh: every 5 minutes by default.
-            .set("topic.metadata.refresh.interval.ms", "10000")
-            // One fetch names every partition of every subscribed topic (13 topics, ~40
-            // partitions). With librdkafka's defaults (1 byte, 500 ms) the broker answers each as
-            // soon as one record is there: under load, thousands of fetches a second carrying a few
-            // records each, which cost herald's fetcher and the broker more CPU than the records,
-            // and on a busy machine records waited hundreds of milliseconds to be read (p50
-            // 400 ms at 3,000/s on 2 cores, where one topic alone was read within 3 ms). Asking
-            // for a batch and waiting at most 10 ms for it adds up to 10 ms to a record's latency
-            // and takes a third off the broker's CPU and a third off herald's per record, and the
-            // p99 from producer to socket falls from 1.3 s to 58 ms there (docs/benchmarks.md).
-            // `--kafka-consumer-option` overrides both.
-            .set("fetch.min.bytes", "65536")
-            .set("fetch.wait.max.ms", "10");
+            .set("topic.metadata.refresh.interval.ms", "10000");
         let mut producer_config = ClientConfig::new();
         // The producer must accept any record the consumer may hand it (up to --max-record-bytes,
         // plus headers); the broker's limit for the topic may still refuse it, which `dead_letter`
