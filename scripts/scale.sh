@@ -40,7 +40,7 @@
 #   HERALD_LOG=warn      RUST_LOG for herald
 #   HERALD_ARGS=         extra herald flags (word-split)
 #   LOADGEN_ARGS=        extra herald-loadgen flags (word-split)
-#   OUT=target/scale/<UTC time>   folder for the logs and reports
+#   OUT=target/scale/<UTC time>   folder for the logs, the reports and each instance's /metrics at the end
 #   BUILD=1              0: skip `cargo build --release`
 #   CARGO_TARGET_DIR=target   where the release binaries are built and found
 #   KEEP_INFRA=0         1: leave Kafka and Redis running
@@ -244,6 +244,11 @@ for pid in "${LOADGEN_PIDS[@]}"; do
   ((code == 0)) || { ((code == 2 && STATUS != 1)) && STATUS=2 || STATUS=1; }
 done
 LOADGEN_PIDS=()
+# Each instance's own view of the run (herald_kafka_to_read_seconds, herald_publish_seconds, ...);
+# a killed instance has none.
+for i in $(seq 1 "$INSTANCES"); do
+  curl -sf "http://127.0.0.1:$((BASE_PORT + i))/metrics" >"$OUT/metrics-$i.txt" 2>/dev/null || rm -f "$OUT/metrics-$i.txt"
+done
 # The killed instance's ticks are lost with it: the CPU figures then undercount.
 HERALD_TICKS=$(($(cpu_ticks "${HERALD_PIDS[@]}") - HERALD_TICKS_BEFORE))
 REDIS_TICKS=$(($(cpu_ticks "$REDIS_PID") - REDIS_TICKS_BEFORE))
