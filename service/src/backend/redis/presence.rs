@@ -9,10 +9,11 @@
 //! socket; a closed socket removes its member. Every `--presence-refresh-ms` each instance re-adds
 //! its own sockets' members with a fresh score of three intervals ahead (one script call per up to
 //! 256 users whose keys share a slot, not one per user or per socket). The refresh is spread over
-//! the interval in [`REFRESH_SLICES`] slices of users, so an instance holding 100,000 sockets
-//! never keeps Redis busy for long at once. So the sockets of an instance that died (killed, partitioned) stop counting at
-//! most three refresh intervals after its last refresh, and are deleted by the next handshake of
-//! that user (or with the key, which expires with its last member). Scores use Redis's clock
+//! the interval in [`REFRESH_SLICES`] slices of users, so an instance holding many sockets does not
+//! keep Redis busy for long at once. So the sockets of an instance that died (killed,
+//! partitioned) stop counting at most three refresh intervals after its last refresh, and are
+//! deleted by the next handshake of that user (or with the key, which expires with its last
+//! member). Scores use Redis's clock
 //! (`TIME` inside the scripts), so instances with skewed clocks agree.
 //!
 //! A socket whose close could not remove its member (Redis unreachable then) keeps counting until
@@ -92,9 +93,10 @@ return refreshed
 /// The most users one refresh call carries: a call blocks Redis while it runs, so it stays short.
 const REFRESH_BATCH_USERS: usize = 256;
 
-/// How many parts the users are refreshed in, one part every `--presence-refresh-ms / REFRESH_SLICES`
-/// (each user once per interval). All at once, 17,000 users took Redis over 100 ms every interval
-/// on each instance, and the notifications published meanwhile waited behind it.
+/// How many parts the users are refreshed in, one part every `--presence-refresh-ms /
+/// REFRESH_SLICES` (each user once per interval). All at once, an instance of 16,667 users sent 65
+/// script calls back to back every interval, and notifications published meanwhile waited behind
+/// them: 100,000 sockets on 6 instances showed a burst of late copies every 10 s.
 const REFRESH_SLICES: u32 = 20;
 
 /// The global connection count of this instance.
@@ -105,8 +107,9 @@ pub(crate) struct Presence {
     limit: usize,
     refresh: Duration,
     next: AtomicU64,
-    /// user → the numbers of this instance's sockets of that user counted in Redis.
-    local: Mutex<HashMap<String, Vec<u64>>>,
+    /// For each refresh slice (see [`slice_of`]), user → the numbers of this instance's sockets of
+    /// that user counted in Redis.
+    local: Mutex<Vec<HashMap<String, Vec<u64>>>>,
     metrics: Metrics,
     admit: Script,
     refresh_script: Script,
@@ -136,14 +139,14 @@ impl Presence {
             limit,
             refresh: refresh.max(Duration::from_millis(50)),
             next: AtomicU64::new(1),
-            local: Mutex::default(),
+            local: Mutex::new((0..REFRESH_SLICES).map(|_| HashMap::new()).collect()),
             metrics,
             admit: Script::new(ADMIT),
             refresh_script: Script::new(REFRESH),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<u64>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<HashMap<String, Vec<u64>>>> {
         // Every change is one insert or remove: a poisoned map is still consistent.
         self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -173,7 +176,7 @@ impl Presence {
             Ok(Err(error)) => self.fall_back(user, &error.to_string()),
             Err(_) => self.fall_back(user, &format!("no answer within {} ms", ADMIT_TIMEOUT.as_millis())),
         }
-        self.lock().entry(user.to_owned()).or_default().push(number);
+        self.lock()[slice_of(user)].entry(user.to_owned()).or_default().push(number);
         Ok(Seat { presence: Arc::clone(self), user: user.to_owned(), number })
     }
 
@@ -184,7 +187,8 @@ impl Presence {
 
     fn release(self: &Arc<Self>, user: &str, number: u64) {
         {
-            let mut local = self.lock();
+            let mut slices = self.lock();
+            let local = &mut slices[slice_of(user)];
             if let Some(numbers) = local.get_mut(user) {
                 numbers.retain(|held| *held != number);
                 if numbers.is_empty() {
@@ -208,7 +212,7 @@ impl Presence {
     pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut every = tokio::time::interval(self.refresh / REFRESH_SLICES);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for slice in (0..REFRESH_SLICES).cycle() {
+        for slice in (0..REFRESH_SLICES as usize).cycle() {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = every.tick() => {
@@ -221,9 +225,9 @@ impl Presence {
     }
 
     /// Refreshes the entries of the users in `slice` (see [`slice_of`]).
-    async fn refresh_slice(&self, slice: u32) -> Result<(), Unavailable> {
+    async fn refresh_slice(&self, slice: usize) -> Result<(), Unavailable> {
         let mut groups: HashMap<u64, Vec<(String, Vec<u64>)>> = HashMap::new();
-        for (user, numbers) in self.lock().iter().filter(|(user, _)| slice_of(user) == slice) {
+        for (user, numbers) in &self.lock()[slice] {
             groups.entry(self.redis.keys.script_group(user)).or_default().push((user.clone(), numbers.clone()));
         }
         for users in groups.values() {
@@ -267,12 +271,13 @@ impl Presence {
     }
 }
 
-/// Which of the [`REFRESH_SLICES`] refresh slices `user` belongs to: fixed for the process.
-fn slice_of(user: &str) -> u32 {
+/// Which of the [`REFRESH_SLICES`] refresh slices `user` belongs to: fixed for the process, so a
+/// user is refreshed once per interval.
+fn slice_of(user: &str) -> usize {
     let mut hasher = std::hash::DefaultHasher::new();
     user.hash(&mut hasher);
     // The remainder is below REFRESH_SLICES.
-    u32::try_from(hasher.finish() % u64::from(REFRESH_SLICES)).unwrap_or(0)
+    usize::try_from(hasher.finish() % u64::from(REFRESH_SLICES)).unwrap_or(0)
 }
 
 impl Drop for Seat {
@@ -290,8 +295,8 @@ mod tests {
         let mut users_per_slice = [0_u32; REFRESH_SLICES as usize];
         for user in 0..10_000 {
             let slice = slice_of(&format!("user-{user}"));
-            assert!(slice < REFRESH_SLICES);
-            users_per_slice[slice as usize] += 1;
+            assert!(slice < REFRESH_SLICES as usize);
+            users_per_slice[slice] += 1;
         }
         let mean = 10_000 / REFRESH_SLICES;
         for users in users_per_slice {
