@@ -251,7 +251,7 @@ start_server() {
       --listen "127.0.0.1:$port" \
       --kafka-brokers "$HERALD_TEST_KAFKA" \
       --kafka-group "$group" \
-      --topic "$(IFS=,; echo "${SERVER_TOPICS[*]}")" \
+      --topic "$SERVER_TOPIC_LIST" \
       --kafka-option auto.offset.reset=latest \
       --jwt-secret "$JWT_SECRET" \
       --jwt-audience "$JWT_AUDIENCE" \
@@ -295,7 +295,7 @@ start_centrifugo() {
   "channel": {"namespaces": [$namespace]},
   "engine": {"type": "redis", "redis": {"address": "$HERALD_TEST_REDIS", "prefix": "${PREFIX}centrifugo"}},
   "consumers": [{"enabled": true, "name": "bench", "type": "kafka", "kafka": {
-    "brokers": ["$HERALD_TEST_KAFKA"], "topics": [$(printf '"%s",' "${SERVER_TOPICS[@]}" | sed 's/,$//')], "consumer_group": "$group",
+    "brokers": ["$HERALD_TEST_KAFKA"], "topics": ["${SERVER_TOPIC_LIST//,/\", \"}"], "consumer_group": "$group",
     "publication_data_mode": {"enabled": true, "idempotency_key_header": "$idempotency"}}}]
 }
 JSON

@@ -18,7 +18,8 @@ STARTED_REDIS=0
 TOPICS="${TOPICS:-bench}"
 [[ "$TOPICS" == bench || "$TOPICS" == definitions ]] || die "TOPICS must be bench or definitions, got '$TOPICS'"
 
-# Sets SERVER_TOPICS to the topics every server consumes, and HERALD_TOPIC_FLAGS to herald's
+# Sets SERVER_TOPICS to the topics every server consumes (SERVER_TOPIC_LIST: the same,
+# comma-separated, as herald-refserver's --topic takes them), and HERALD_TOPIC_FLAGS to herald's
 # `--topic` flags for them, by TOPICS.
 bench_topics() {
   local name
@@ -31,6 +32,7 @@ bench_topics() {
       [[ "$name" == class_created ]] || HERALD_TOPIC_FLAGS+=(--topic "$name=$TOPIC")
     done < <(bash scripts/infra/definition-topics.sh --notifications)
   fi
+  SERVER_TOPIC_LIST=$(IFS=,; echo "${SERVER_TOPICS[*]}")
 }
 bench_topics
 
@@ -87,7 +89,7 @@ bench_warm_up() {
     --listen "127.0.0.1:$port" \
     --kafka-brokers "$HERALD_TEST_KAFKA" \
     --kafka-group "$GROUP-warm-up" \
-    --topic "$(IFS=,; echo "${SERVER_TOPICS[*]}")" \
+    --topic "$SERVER_TOPIC_LIST" \
     --kafka-option auto.offset.reset=latest \
     --jwt-secret "$JWT_SECRET" \
     --jwt-audience "$JWT_AUDIENCE" \
