@@ -45,6 +45,7 @@
 
 mod offsets;
 mod order;
+mod producer;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,7 +58,6 @@ use herald::EventEnvelope;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, Statistics, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -66,6 +66,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::offsets::OffsetTracker;
 use self::order::{KeyedOrder, Turn};
+use self::producer::DeadLetterProducer;
 use crate::backend::{Unavailable, now_unix_ms};
 use crate::config::Config;
 use crate::health::Health;
@@ -227,7 +228,7 @@ impl Partition {
 
 pub(crate) struct Kafka {
     consumer: StreamConsumer<Callbacks>,
-    producer: FutureProducer,
+    producer: DeadLetterProducer,
     dead_letter_topic: String,
     max_record_bytes: usize,
     /// Records older than this (by Kafka timestamp) are skipped; `None` delivers any age.
@@ -543,7 +544,7 @@ impl Kafka {
         );
         Ok(Arc::new(Kafka {
             consumer,
-            producer: producer_config.create()?,
+            producer: DeadLetterProducer::create(&producer_config)?,
             dead_letter_topic: config.dead_letter_topic.clone(),
             max_record_bytes: config.max_record_bytes,
             max_event_age: (config.max_event_age_seconds > 0)
@@ -1044,14 +1045,7 @@ impl Kafka {
         for (key, value) in &record.headers {
             headers = headers.insert(Header { key, value: Some(value.as_str()) });
         }
-        let mut future: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dead_letter_topic).headers(headers);
-        if let Some(key) = record.key {
-            future = future.key(key);
-        }
-        if let Some(payload) = record.payload {
-            future = future.payload(payload);
-        }
-        self.producer.send(future, Duration::from_secs(10)).await.map(drop).map_err(|(error, _)| error)
+        self.producer.send(&self.dead_letter_topic, record.key, record.payload, headers).await
     }
 }
 
