@@ -70,6 +70,8 @@
 #   MAX_IDLE_KIB=10      herald RSS per idle authenticated socket must stay at or under this (KiB);
 #                        over it, the script exits 3
 #   HERALD_LOG=warn      RUST_LOG for herald
+#   WORKERS=             threads each server runs on: herald's and herald-refserver's
+#                        --worker-threads, Centrifugo's GOMAXPROCS; empty: their defaults (one per core)
 #   HERALD_ARGS=         extra herald flags (word-split)
 #   LOADGEN_ARGS=        extra herald-loadgen flags (word-split), e.g. "--connect-concurrency 128"
 #   OUT=target/bench/<UTC time>   folder for the runs (herald-<rate>/, reference-<rate>/: server.log,
@@ -122,6 +124,7 @@ HISTORY_SIZE="${HISTORY_SIZE:-}"
 MAX_IDLE_KIB="${MAX_IDLE_KIB:-10}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 HERALD_LOG="${HERALD_LOG:-warn}"
+WORKERS="${WORKERS:-}"
 HERALD_ARGS="${HERALD_ARGS:-}"
 LOADGEN_ARGS="${LOADGEN_ARGS:-}"
 OUT="${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -136,6 +139,7 @@ for knob in CONNECTIONS USERS EVENTS DRAIN WARMUP PORT REF_PORT GATEWAY_PORT SEN
   [[ "${!knob}" =~ ^[0-9]+$ ]] || die "$knob must be a whole number, got '${!knob}'"
 done
 [[ -z "$HISTORY_SIZE" || "$HISTORY_SIZE" =~ ^[0-9]+$ ]] || die "HISTORY_SIZE must be a whole number or empty, got '$HISTORY_SIZE'"
+[[ -z "$WORKERS" || "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a whole number above 0 or empty, got '$WORKERS'"
 [[ -z "$DURATION" || "$DURATION" =~ ^[0-9]+$ ]] || die "DURATION must be a whole number of seconds or empty, got '$DURATION'"
 [[ "$REFERENCE" == 0 || "$REFERENCE" == 1 ]] || die "REFERENCE must be 0 or 1, got '$REFERENCE'"
 [[ "$GATEWAY" == 0 || "$GATEWAY" == 1 ]] || die "GATEWAY must be 0 or 1, got '$GATEWAY'"
@@ -151,6 +155,8 @@ for rate in "${LADDER[@]}"; do
 done
 HISTORY_ARGS=()
 [[ -z "$HISTORY_SIZE" ]] || HISTORY_ARGS=(--history-size "$HISTORY_SIZE")
+WORKER_ARGS=()
+[[ -z "$WORKERS" ]] || WORKER_ARGS=(--worker-threads "$WORKERS")
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
@@ -212,6 +218,7 @@ fi
 
 bench_infra_up "$TOPIC"
 log "every server consumes ${#SERVER_TOPICS[@]} topic(s) (TOPICS=$TOPICS)"
+log "every server runs on ${WORKERS:-its default number of} worker thread(s) (WORKERS=$WORKERS)"
 
 # Sockets need descriptors: raise the soft limit to the hard one (the servers inherit it).
 ulimit -n "$(ulimit -Hn)"
@@ -244,6 +251,7 @@ start_server() {
       --max-connections-per-user "$MAX_PER_USER" \
       --send-queue "$SEND_QUEUE" \
       "${HISTORY_ARGS[@]}" \
+      "${WORKER_ARGS[@]}" \
       $HERALD_ARGS \
       >"$dir/server.log" 2>&1 &
   else
@@ -257,6 +265,7 @@ start_server() {
       --jwt-audience "$JWT_AUDIENCE" \
       --jwt-issuer "$JWT_ISSUER" \
       --send-queue "$SEND_QUEUE" \
+      "${WORKER_ARGS[@]}" \
       >"$dir/server.log" 2>&1 &
   fi
   SERVER_PID=$!
@@ -302,7 +311,7 @@ JSON
   bash scripts/infra/kafka.sh tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
     --bootstrap-server "$HERALD_TEST_KAFKA" --group "$group" --topic "$TOPIC" --reset-offsets --to-latest --execute \
     >"$dir/offsets.log" 2>&1 || { cat "$dir/offsets.log" >&2; log "cannot set $group's offsets"; return 1; }
-  "$CENTRIFUGO" --config "$dir/centrifugo.json" >"$dir/server.log" 2>&1 &
+  env ${WORKERS:+"GOMAXPROCS=$WORKERS"} "$CENTRIFUGO" --config "$dir/centrifugo.json" >"$dir/server.log" 2>&1 &
 }
 
 # The machine is shared (Kafka, Redis, the server, loadgen and anything else on 2 cores): record how

@@ -239,6 +239,13 @@ pub struct Config {
     /// Log format: `json` (structured, the default) or `text`.
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+
+    /// Threads that run the sockets, the pipeline and the Redis connections [default: one per
+    /// CPU core herald may use]. librdkafka runs its own threads beside them. On a small machine
+    /// whose cores herald shares (with Kafka or Redis, say), 1 costs less CPU per notification:
+    /// idle workers no longer look for work to steal from the busy one (see docs/benchmarks.md).
+    #[arg(long, env = "HERALD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
 }
 
 impl Config {

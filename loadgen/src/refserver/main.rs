@@ -79,6 +79,10 @@ struct Options {
     #[arg(long, default_value_t = 256)]
     send_queue: usize,
 
+    /// Threads of the async runtime [default: one per CPU core], as herald's --worker-threads.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
+
     /// Notification name written in `event` (herald's name for ClassCreatedV1).
     #[arg(long, default_value = "class_created")]
     notification: String,
@@ -101,7 +105,12 @@ fn main() -> ExitCode {
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("herald-refserver: cannot raise the open-files limit: {error}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = options.worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("herald-refserver: cannot start the runtime: {error}");
