@@ -50,6 +50,8 @@
 #   HERALD_KAFKA_JIT=full   the JVM of a broker this script starts compiles with C2 too (fast: C1 only)
 #   HERALD_KAFKA_GC=parallel   and collects with the parallel collector and its whole heap from the
 #                        start (serial: the tests' collector, whose pauses show in every tail)
+#   HERALD_KAFKA_HEAP=2g   and a heap of this size, a third of it young (the tests' 512m gives a
+#                        young collection every few seconds under load)
 #
 # Exit status: 0 when every loadgen got every copy exactly once (exit 0 of each), 2 when a loadgen
 # lost, duplicated or refused something, 1 when the run could not be made.
