@@ -148,30 +148,50 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
     let opening = Instant::now();
     let mut tasks = JoinSet::new();
     let urls: Arc<[String]> = options.url.clone().into();
-    for index in 0..options.connections {
-        let user = index % users;
-        tasks.spawn(sockets::connection(
-            user,
-            (Arc::clone(&urls), index),
-            identities[user].token.clone(),
-            Arc::clone(&tracker),
-            Arc::clone(&dial),
-        ));
-    }
+    // With the server's pid, the connections open in two halves and its RSS is read after each:
+    // what the second half added is what one more idle connection costs, without what the first
+    // connections cost once (allocator caches, maps sized for the first users).
+    let halves = match server_pid {
+        Some(_) if options.connections >= 2 => vec![options.connections / 2, options.connections],
+        _ => vec![options.connections],
+    };
     let (mut opened, mut failed) = (0u64, 0u64);
     let mut last_progress = Instant::now();
-    for _ in 0..options.connections {
-        match handshake_results.recv().await {
-            Some(Ok(())) => opened += 1,
-            Some(Err(_)) => failed += 1,
-            None => break,
+    let mut half_open: Option<(u64, u64)> = None;
+    let mut settling = Duration::ZERO;
+    let mut started = 0;
+    for end in halves {
+        for index in started..end {
+            let user = index % users;
+            tasks.spawn(sockets::connection(
+                user,
+                (Arc::clone(&urls), index),
+                identities[user].token.clone(),
+                Arc::clone(&tracker),
+                Arc::clone(&dial),
+            ));
         }
-        if last_progress.elapsed() >= Duration::from_secs(2) {
-            progress(&format!("{opened} open, {failed} failed of {}", options.connections));
-            last_progress = Instant::now();
+        for _ in started..end {
+            match handshake_results.recv().await {
+                Some(Ok(())) => opened += 1,
+                Some(Err(_)) => failed += 1,
+                None => break,
+            }
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                progress(&format!("{opened} open, {failed} failed of {}", options.connections));
+                last_progress = Instant::now();
+            }
+        }
+        started = end;
+        if end < options.connections {
+            let settled = Instant::now();
+            tokio::time::sleep(Options::seconds(options.settle)).await;
+            settling = settled.elapsed();
+            half_open =
+                server_pid.and_then(|pid| process::rss_kib(Some(pid))).map(|rss| (rss, tracker.open_connections()));
         }
     }
-    let open_seconds = opening.elapsed().as_secs_f64();
+    let open_seconds = opening.elapsed().saturating_sub(settling).as_secs_f64();
     tokio::time::sleep(Options::seconds(options.settle)).await;
     let rss_open = server_pid.and_then(|pid| process::rss_kib(Some(pid)));
     let cpu_opened = server_pid.and_then(|pid| process::cpu_seconds(Some(pid)));
@@ -303,6 +323,12 @@ async fn run(options: Options, nofile_limit: u64) -> Result<Report, String> {
         rss_kib_per_idle_connection: match (rss_before, rss_open) {
             (Some(before), Some(open)) if connections.held > 0 => {
                 Some(round((open as f64 - before as f64) / connections.held as f64, 2))
+            }
+            _ => None,
+        },
+        rss_kib_per_idle_connection_added: match (half_open, rss_open) {
+            (Some((half, held_half)), Some(open)) if connections.held > held_half => {
+                Some(round((open as f64 - half as f64) / (connections.held - held_half) as f64, 2))
             }
             _ => None,
         },

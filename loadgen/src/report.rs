@@ -162,6 +162,10 @@ pub(crate) struct Server {
     pub rss_kib_end: Option<u64>,
     /// (RSS with connections open − RSS before) / connections held.
     pub rss_kib_per_idle_connection: Option<f64>,
+    /// What the second half of the connections added to the RSS, per connection of that half:
+    /// an idle connection's cost without what the first connections cost once. `None` with
+    /// fewer than two connections.
+    pub rss_kib_per_idle_connection_added: Option<f64>,
     /// CPU seconds the server used while the connections were opened.
     pub cpu_seconds_opening: Option<f64>,
     /// CPU seconds the server used from the first measured event to the end of the drain.
@@ -276,15 +280,17 @@ impl Report {
             }
         }
         if let Some(s) = &self.server {
-            let per = s.rss_kib_per_idle_connection.map_or_else(|| "?".to_owned(), |kib| format!("{kib:.1} KiB"));
+            let kib = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |kib| format!("{kib:.1} KiB"));
             let _ = writeln!(
                 out,
-                "  server rss    pid {}: before {}, connections open {}, end {}; {} per idle connection",
+                "  server rss    pid {}: before {}, connections open {}, end {}; {} per idle connection, {} each \
+                 for the second half",
                 s.pid,
                 mib(s.rss_kib_before),
                 mib(s.rss_kib_connections_open),
                 mib(s.rss_kib_end),
-                per
+                kib(s.rss_kib_per_idle_connection),
+                kib(s.rss_kib_per_idle_connection_added),
             );
             let seconds = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |value| format!("{value:.2} s"));
             let micros = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |value| format!("{value:.1} µs"));
