@@ -1,6 +1,7 @@
 //! The resuming client's side of herald's history contract, shared by both drivers.
 //!
-//! A client remembers the id of the last notification it processed and reconnects with
+//! A client remembers the id of the last notification it processed (or, before it processed any,
+//! the `position` herald sends first on a socket opened without `since`) and reconnects with
 //! `/ws?since=<id>`. herald answers with one `{"type":"resumed","recovered":…,"missed":N}` frame,
 //! then the N missed notifications in order, then live ones. Ids are `"<ms>-<seq>"` and strictly
 //! increase per user in delivery order; a client treats them as opaque except to send the last one
@@ -97,6 +98,11 @@ pub enum Incoming {
         /// How many notifications the replay that follows holds.
         missed: u64,
     },
+    /// `{"type":"position","since":...}`: where a connection opened without `since` starts.
+    Position {
+        /// The value to resume from if nothing is processed on this connection.
+        since: String,
+    },
     /// A notification: it has an `event` name.
     Notification {
         /// Its `id`, if it has one.
@@ -116,6 +122,7 @@ struct RawFrame {
     kind: Option<String>,
     recovered: Option<bool>,
     missed: Option<u64>,
+    since: Option<String>,
     id: Option<String>,
     event: Option<String>,
     data: Option<RawData>,
@@ -132,6 +139,12 @@ pub fn read_frame(text: &str) -> Incoming {
     if frame.kind.as_deref() == Some("resumed") {
         return match frame.recovered {
             Some(recovered) => Incoming::Resumed { recovered, missed: frame.missed.unwrap_or(0) },
+            None => Incoming::Other,
+        };
+    }
+    if frame.kind.as_deref() == Some("position") {
+        return match frame.since {
+            Some(since) => Incoming::Position { since },
             None => Incoming::Other,
         };
     }
@@ -174,6 +187,14 @@ impl Cursor {
     /// The id to reconnect with, if anything was processed.
     pub fn since(&self) -> Option<&str> {
         self.last.as_deref()
+    }
+
+    /// Takes the `position` of a connection opened without `since`: the id to reconnect with
+    /// until a notification is processed. A client that already has an id keeps it.
+    pub fn start_at(&mut self, position: &str) {
+        if self.last.is_none() {
+            self.last = Some(position.to_owned());
+        }
     }
 
     /// Takes one notification id.
@@ -308,6 +329,8 @@ mod tests {
                 r#"{"event":"x","data":{"class_id":7}}"#,
                 Incoming::Notification { id: None, event: "x".into(), class_id: None },
             ),
+            (r#"{"type":"position","since":"0-17"}"#, Incoming::Position { since: "0-17".into() }),
+            (r#"{"type":"position"}"#, Incoming::Other),
             (r#"{"type":"pong"}"#, Incoming::Other),
             (r#"{"type":"resumed"}"#, Incoming::Other),
             ("not json", Incoming::Other),
@@ -332,6 +355,13 @@ mod tests {
         assert_eq!(opaque.accept("b"), Verdict::Fresh);
         assert_eq!(opaque.accept("a"), Verdict::Fresh);
         assert_eq!(opaque.since(), Some("a"));
+        // A position is the id to resume from until a notification is processed.
+        let mut positioned = Cursor::default();
+        positioned.start_at("0-17");
+        assert_eq!(positioned.since(), Some("0-17"));
+        assert_eq!(positioned.accept("10-0"), Verdict::Fresh);
+        positioned.start_at("0-18");
+        assert_eq!(positioned.since(), Some("10-0"), "an id processed outranks a later position");
     }
 
     #[test]

@@ -255,8 +255,10 @@ impl Receiver<'_> {
         let outcome = &mut *self.outcome;
         outcome.resumes.replayed += u64::from(replayed);
         let Incoming::Notification { id, event, class_id } = incoming else {
-            if !matches!(incoming, Incoming::Resumed { .. }) {
-                outcome.foreign += 1;
+            match incoming {
+                Incoming::Position { since } => self.cursor.start_at(&since),
+                Incoming::Resumed { .. } => {}
+                Incoming::Notification { .. } | Incoming::Other => outcome.foreign += 1,
             }
             return;
         };

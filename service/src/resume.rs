@@ -16,6 +16,9 @@
 //! The socket's hub registration (and, in production, its Redis subscription) exists before the
 //! history is read, so a notification published meanwhile is both in the history and in the live
 //! queue; step 3 drops the live copy.
+//!
+//! A socket opened without `since` is sent its [`position_frame`] first, so that a client which
+//! processes nothing before the socket ends still has something to resume from.
 
 use std::fmt;
 
@@ -32,6 +35,17 @@ impl NotificationId {
     pub(crate) fn parse(text: &str) -> Option<NotificationId> {
         let (ms, seq) = text.split_once('-')?;
         Some(NotificationId { ms: digits(ms)?, seq: digits(seq)? })
+    }
+
+    /// The position of a user's history that was empty at `taken_ms` (see [`Position`]): `0-<ms>`,
+    /// before every notification's id (whose `ms` is a record's timestamp, never 0).
+    pub(crate) fn empty_history(taken_ms: u64) -> NotificationId {
+        NotificationId { ms: 0, seq: taken_ms }
+    }
+
+    /// When this is the position of an empty history, the time it was taken.
+    pub(crate) fn empty_history_taken(self) -> Option<u64> {
+        (self.ms == 0).then_some(self.seq)
     }
 
     /// The id after this one within the same millisecond, or the first of the next millisecond
@@ -55,6 +69,38 @@ impl fmt::Display for NotificationId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}-{}", self.ms, self.seq)
     }
+}
+
+/// Where a connection opened without `since` starts, told to the client first as
+/// `{"type":"position","since":"<id>"}` so that a client which processed nothing can still resume.
+///
+/// It is read before the socket is registered, so every notification published after it reaches
+/// the socket live, and the socket's [`Resume`] starts from it, so a live copy of an older one is
+/// not written. It is either the newest id in the user's history or, when the history is empty,
+/// [`NotificationId::empty_history`] with the time it was read. Resuming from a newest id is
+/// recovered while that id is kept, as for any id; resuming from an empty history's position is
+/// recovered when [`nothing_lost_since_empty`] holds.
+pub(crate) fn position_frame(position: NotificationId) -> String {
+    format!(r#"{{"type":"position","since":"{position}"}}"#)
+}
+
+/// Whether nothing published to a user after the position of their empty history, taken at
+/// `taken_ms`, can have been dropped, when the store reads `now_ms`:
+///
+/// - the store has kept histories without interruption since before the position (`epoch_ms`, when
+///   the store started keeping them, is not later; a Redis that lost its data starts again);
+/// - the position is less than a history TTL old: a history created after it lives at least a TTL
+///   after its last notification, so it cannot have been forgotten whole;
+/// - `dropped` is false: nothing was ever trimmed from the user's current history, and nothing in it
+///   is past the TTL.
+pub(crate) fn nothing_lost_since_empty(
+    taken_ms: u64,
+    epoch_ms: Option<u64>,
+    now_ms: u64,
+    ttl_ms: u64,
+    dropped: bool,
+) -> bool {
+    !dropped && epoch_ms.is_some_and(|epoch| epoch <= taken_ms) && taken_ms <= now_ms && now_ms - taken_ms < ttl_ms
 }
 
 /// The opening of every notification message, before its id.
@@ -138,6 +184,12 @@ pub(crate) struct Resume {
 }
 
 impl Resume {
+    /// A socket that starts at `position` (see [`position_frame`]): it is as if everything up to
+    /// the position had been written.
+    pub(crate) fn at(position: NotificationId) -> Resume {
+        Resume { last: Some(position), ..Resume::default() }
+    }
+
     /// Whether a live notification (by its id) should be written; records it when so. A message
     /// without a readable id is always written.
     pub(crate) fn is_new(&mut self, id: Option<NotificationId>) -> bool {
@@ -305,6 +357,33 @@ mod tests {
         let mut fresh = Resume::default();
         let (frame, written) = fresh.catch_up(History { recovered: false, entries: vec![entry(5)] });
         assert_eq!((frame, written), (None, vec!["m5".to_owned()]), "nothing to prove for a socket that got nothing");
+    }
+
+    #[test]
+    fn an_empty_historys_position_proves_nothing_lost_only_within_its_bounds() {
+        let ttl = 60_000;
+        assert!(nothing_lost_since_empty(1_000, Some(900), 2_000, ttl, false));
+        assert!(nothing_lost_since_empty(1_000, Some(1_000), 1_000, ttl, false), "the epoch may be the same ms");
+        assert!(!nothing_lost_since_empty(1_000, Some(900), 2_000, ttl, true), "something was dropped");
+        assert!(!nothing_lost_since_empty(1_000, None, 2_000, ttl, false), "the store lost its epoch");
+        assert!(!nothing_lost_since_empty(1_000, Some(1_001), 2_000, ttl, false), "the epoch started again after");
+        assert!(!nothing_lost_since_empty(1_000, Some(900), 999, ttl, false), "a position from the future");
+        assert!(!nothing_lost_since_empty(1_000, Some(900), 61_000, ttl, false), "a whole history may have expired");
+        assert_eq!(NotificationId::empty_history(7).to_string(), "0-7");
+        assert_eq!(NotificationId::parse("0-7").and_then(NotificationId::empty_history_taken), Some(7));
+        assert_eq!(id(1, 7).empty_history_taken(), None);
+    }
+
+    #[test]
+    fn a_socket_at_a_position_writes_only_newer_live_notifications() {
+        let mut resume = Resume::at(id(10, 0));
+        assert!(!resume.is_new(Some(id(10, 0))), "published before the position");
+        assert!(resume.is_new(Some(id(10, 1))));
+        assert_eq!(position_frame(id(10, 0)), r#"{"type":"position","since":"10-0"}"#);
+        let mut empty = Resume::at(NotificationId::empty_history(5));
+        assert!(empty.is_new(Some(id(1, 0))), "every real id is after an empty history's position");
+        let (frame, written) = Resume::at(id(10, 0)).catch_up(History { recovered: false, entries: vec![] });
+        assert_eq!(frame.as_deref(), Some(r#"{"type":"resumed","recovered":false,"missed":0}"#), "{written:?}");
     }
 
     proptest::proptest! {

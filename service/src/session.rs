@@ -32,6 +32,7 @@ use crate::auth::{AuthError, Authenticator, Verified};
 pub(crate) use crate::backend::Seat;
 use crate::backend::now_unix_ms;
 use crate::hub::{QuotaExceeded, Registration};
+use crate::resume::NotificationId;
 
 /// The longest single timer wait: a token valid for years is re-armed, not slept on at once
 /// (tokio caps far deadlines anyway, and an `Instant` far in the future can overflow).
@@ -40,16 +41,47 @@ const LONGEST_TIMER: Duration = Duration::from_secs(24 * 3600);
 /// The `error_code` of an in-band refresh whose token names another user.
 pub(crate) const SUBJECT_MISMATCH: &str = "TOKEN_SUBJECT_MISMATCH";
 
-/// Admits a socket of `user`: counts it across instances (production mode), then registers it in
-/// this instance's hub. Refused when either is at `--max-connections-per-user`; a refused socket
+/// Admits a socket of `user`: counts it across instances (production mode) and, with
+/// `at_position` (a socket opened without `since`), reads where the user's history stands, both at
+/// once; then registers it in this instance's hub. The position is read before the socket is
+/// registered, so every notification published after it reaches the socket (see
+/// `resume::position_frame`); it is `None` when the history cannot be read within
+/// [`POSITION_WAIT`]. Refused when either count is at `--max-connections-per-user`; a refused socket
 /// holds no seat.
-pub(crate) async fn admit(app: &AppState, user: &str) -> Result<(Registration, Option<Seat>), QuotaExceeded> {
-    let seat = match &app.presence {
-        Some(presence) => Some(presence.take_seat(user).await?),
-        None => None,
+pub(crate) async fn admit(
+    app: &AppState,
+    user: &str,
+    at_position: bool,
+) -> Result<(Registration, Option<Seat>, Option<NotificationId>), QuotaExceeded> {
+    let seat = async {
+        match &app.presence {
+            Some(presence) => presence.take_seat(user).await.map(Some),
+            None => Ok(None),
+        }
     };
-    Ok((app.hub.register(user)?, seat))
+    let position = async {
+        if !at_position {
+            return None;
+        }
+        match tokio::time::timeout(POSITION_WAIT, app.pipeline.backend().position(user)).await {
+            Ok(Ok(position)) => Some(position),
+            Ok(Err(error)) => {
+                tracing::warn!(user, %error, "cannot read where the user's history stands; no position frame");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(user, "the user's history did not answer in time; no position frame");
+                None
+            }
+        }
+    };
+    let (seat, position) = tokio::join!(seat, position);
+    let seat = seat?;
+    Ok((app.hub.register(user)?, seat, position))
 }
+
+/// How long admitting a socket waits for the position of its user's history.
+const POSITION_WAIT: Duration = Duration::from_secs(2);
 
 /// One socket's token lifetime.
 pub(crate) struct Session {

@@ -14,6 +14,10 @@
 //! A token offered as a subprotocol (`Sec-WebSocket-Protocol: bearer, <token>`) is answered with
 //! the protocol `bearer` only: the token is never echoed in a response header.
 //!
+//! Position (see `resume::position_frame`): a connection opened without `since` is first sent
+//! `{"type":"position","since":"<id>"}`, where the user's history stood just before the socket was
+//! registered; a client that processed nothing on it reconnects with that as `since`.
+//!
 //! Resume (see `resume`): a client that reconnects with the last id it processed, as `?since=<id>`
 //! or as the frame `{"type":"resume","since":"<id>"}` (honoured once per connection), is answered
 //! with `{"type":"resumed","recovered":…,"missed":N}` and the N notifications it missed, then the
@@ -42,7 +46,7 @@ use crate::AppState;
 use crate::auth::{self, AuthError, Verified};
 use crate::backend::now_unix_ms;
 use crate::hub::{Outbound, QuotaExceeded, Registration};
-use crate::resume::{self, Resume, Since};
+use crate::resume::{self, NotificationId, Resume, Since};
 use crate::session::{self, Closing, Session};
 
 /// The per-socket read buffer (see `upgrade`). tungstenite zero-fills the whole buffer before its
@@ -87,16 +91,16 @@ pub(crate) async fn upgrade(
     // user is missed.
     let admission = match verified {
         Err(error) => Admission::Unauthenticated(error),
-        Ok(verified) => match session::admit(&app, &verified.user).await {
+        Ok(verified) => match session::admit(&app, &verified.user, since.is_none()).await {
             Err(QuotaExceeded) => Admission::OverQuota(verified.user),
-            Ok((mut registration, seat)) => {
+            Ok((mut registration, seat, position)) => {
                 if !registration.subscribed(SUBSCRIBE_WAIT).await {
                     tracing::warn!(
                         user = verified.user,
                         "the user's channel is not subscribed yet (Redis unreachable?); connecting anyway"
                     );
                 }
-                Admission::Admitted(verified, registration, seat)
+                Admission::Admitted(verified, registration, seat, position)
             }
         },
     };
@@ -112,8 +116,9 @@ enum Admission {
     OverQuota(String),
     /// The instance drains: the socket is closed at once with 1012 (see `drain`).
     Draining,
-    /// Registered in the hub and, in production mode, counted across instances (the seat).
-    Admitted(Verified, Registration, Option<session::Seat>),
+    /// Registered in the hub and, in production mode, counted across instances (the seat); opened
+    /// without `since`, where the user's history stood just before (see `resume::position_frame`).
+    Admitted(Verified, Registration, Option<session::Seat>, Option<NotificationId>),
 }
 
 /// The reply to the documented client ping.
@@ -206,8 +211,8 @@ fn reason(close: CloseCode, message: &str) -> String {
 }
 
 async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, since: Option<Since>) {
-    let (verified, mut registration, _seat) = match admission {
-        Admission::Admitted(verified, registration, seat) => (verified, registration, seat),
+    let (verified, mut registration, _seat, position) = match admission {
+        Admission::Admitted(verified, registration, seat, position) => (verified, registration, seat, position),
         Admission::Draining => {
             app.metrics.closed("draining");
             close_with(&mut socket, close::SERVICE_RESTART, session::restart_reason(app.drain.retry_after_ms())).await;
@@ -234,12 +239,19 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, admission: Admission, 
     pings.reset();
     let mut last_heard = Instant::now();
     let connected_ms = now_unix_ms();
-    let mut resume = Resume::default();
+    let mut resume = position.map_or_else(Resume::default, Resume::at);
+    let mut pending_position = position;
     let mut pending_resume = since;
     // A live notification taken from the queue after the subscription was interrupted: written
     // (unless the catch-up wrote it) once the socket caught up.
     let mut held: Option<Outbound> = None;
     let why = loop {
+        if let Some(position) = pending_position.take() {
+            let frame = Message::Text(Utf8Bytes::from(resume::position_frame(position)));
+            if let Err(stop) = write(&mut socket, frame, &registration.slow, &app).await {
+                break stop.close(&mut socket).await;
+            }
+        }
         if let Some(since) = pending_resume.take()
             && let Err(stop) = replay(&mut socket, &app, &user, &since, &mut resume, &registration.slow).await
         {

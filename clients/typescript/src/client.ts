@@ -2,8 +2,8 @@
  * A reconnecting, typed client for herald's WebSocket: `connect({ url, token })`.
  *
  * It keeps one socket open to `/ws`, refreshes the token, reconnects with exponential backoff and
- * full jitter, resumes from the last processed notification (`?since=<id>`) where the server
- * supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
+ * full jitter, resumes from the last processed notification (`?since=<id>`; before the first, from
+ * the `position` herald sends on a socket opened without one) where the server supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
  * exposes notifications and the connection state as Svelte-compatible stores. No dependencies: it
  * uses the global `WebSocket` (browsers, Node ≥ 22) or the constructor passed as `WebSocket`.
  *
@@ -139,7 +139,10 @@ export interface HeraldClient {
   readonly connectionState: Readable<ConnectionState>;
   /** The current connection state. */
   readonly state: ConnectionState;
-  /** The id of the last notification processed: what the next connection resumes from. */
+  /**
+   * What the next connection resumes from: the id of the last notification processed or, before
+   * the first, the position herald sent when the socket opened.
+   */
   readonly lastId: string | undefined;
   /** Why the last socket closed, if one did. */
   readonly lastClose: CloseInfo | undefined;
@@ -386,6 +389,11 @@ class Client implements HeraldClient {
   #frame(text: string): void {
     const frame = readServerFrame(text);
     if (frame === undefined) return;
+    if (frame.type === "position") {
+      // Where this socket starts: the id to resume from until a notification is processed.
+      if (this.#lastId === undefined) this.#lastId = frame.since;
+      return;
+    }
     if (frame.type === "resumed") {
       this.#resumeSupported = true;
       if (!frame.recovered) {
@@ -568,11 +576,13 @@ class Client implements HeraldClient {
 
 /** A server frame the client acts on. */
 export type ServerFrame =
+  | { type: "position"; since: string }
   | { type: "resumed"; recovered: boolean; missed: number }
   | { type: "notification"; notification: Notification };
 
 /**
- * Reads one text frame from herald: a `resumed` answer, a notification this package knows, or
+ * Reads one text frame from herald: the `position` a socket opened without `since` starts at, a
+ * `resumed` answer, a notification this package knows, or
  * `undefined` for anything else (a pong, invalid JSON, a notification name added on the server after
  * this package was built). Never throws. A `resumed` frame without a boolean `recovered` counts as
  * not recovered: the client cannot prove nothing was missed.
@@ -586,6 +596,10 @@ export function readServerFrame(text: string): ServerFrame | undefined {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
   const frame = value as Record<string, unknown>;
+  if (frame["type"] === "position") {
+    const since = frame["since"];
+    return typeof since === "string" ? { type: "position", since } : undefined;
+  }
   if (frame["type"] === "resumed") {
     const missed = frame["missed"];
     return {

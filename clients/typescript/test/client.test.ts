@@ -172,6 +172,35 @@ test("a client whose socket is closed while herald runs resumes with nothing mis
   assert.ok(new URL(urls.at(-1) ?? "").searchParams.get("since"), "the reconnect resumed");
 });
 
+test("a client that processed nothing resumes from the position its socket started at", async () => {
+  const adminToken = "client-test-admin-token";
+  const server = await herald(["--admin-token", adminToken]);
+  const user = `teacher-${randomUUID()}`;
+  const { WebSocket, urls } = countingWebSocket();
+  const resyncs: unknown[] = [];
+  const client = track(
+    connect({ url: server.ws, token: () => token(user), WebSocket, ...FAST, onResync: (info) => resyncs.push(info) }),
+  );
+  const classes: string[] = [];
+  client.on("class_created", (data) => classes.push(data.class_id));
+  await until("the position of the first socket", () => client.lastId !== undefined);
+  const position = client.lastId ?? "";
+  assert.match(position, /^0-[0-9]+$/, "a user with no history starts at an empty history's position");
+
+  // Closed before anything reached it; what is sent meanwhile comes back through the resume.
+  const response = await fetch(`${server.http}/admin/v1/users/${encodeURIComponent(user)}/disconnect`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}` },
+  });
+  assert.equal(response.status, 200);
+  const sent: string[] = [];
+  for (let index = 0; index < 3; index += 1) sent.push(await server.classCreated(user));
+  await until("every notification", () => classes.length === sent.length);
+  assert.deepEqual(classes, sent, "nothing missing, nothing twice, in order");
+  assert.deepEqual(resyncs, [], "the resume recovered everything");
+  assert.equal(new URL(urls[1] ?? "").searchParams.get("since"), position, "the reconnect resumed from the position");
+});
+
 test("a quota close (4000) backs off long: no retry storm, then connects once a slot is free", async () => {
   const server = await herald(["--max-connections-per-user", "1"]);
   const user = `teacher-${randomUUID()}`;
@@ -431,12 +460,14 @@ test("writable follows the Svelte store contract", () => {
   assert.deepEqual(seen, [1, 2]);
 });
 
-test("readServerFrame reads resumed frames and known notifications, and nothing else", () => {
+test("readServerFrame reads position and resumed frames and known notifications, and nothing else", () => {
   const check = (text: string, expect: unknown): void => assert.deepEqual(readServerFrame(text), expect, text);
   check('{"type":"resumed","recovered":true,"missed":3}', { type: "resumed", recovered: true, missed: 3 });
   check('{"type":"resumed","recovered":false,"missed":0}', { type: "resumed", recovered: false, missed: 0 });
   check('{"type":"resumed"}', { type: "resumed", recovered: false, missed: 0 });
   check('{"type":"resumed","recovered":"yes","missed":-1}', { type: "resumed", recovered: false, missed: 0 });
+  check('{"type":"position","since":"0-17"}', { type: "position", since: "0-17" });
+  check('{"type":"position","since":17}', undefined);
   check('{"type":"pong"}', undefined);
   check('{"event":"class_created","data":[]}', undefined);
   check('{"event":"not_a_notification","data":{}}', undefined);

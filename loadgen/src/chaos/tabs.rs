@@ -235,7 +235,12 @@ where
             resume.unanswered = replay == Replay::Unanswered;
             resume.replayed += u64::from(replayed);
         }
-        let Incoming::Notification { id, event, class_id } = incoming else { continue };
+        let Incoming::Notification { id, event, class_id } = incoming else {
+            if let Incoming::Position { since } = incoming {
+                memory.cursor.start_at(&since);
+            }
+            continue;
+        };
         let tag = match class_id.as_deref() {
             Some(class_id) if event == tabs.notification => ledger.marking.classify(class_id),
             _ => Tag::Foreign,

@@ -14,7 +14,7 @@ use axum::extract::ws::Utf8Bytes;
 use super::{DedupeDigest, Delivery, HistoryBounds, Outgoing, Parking, now_unix_ms};
 use crate::hub::{Hub, Outbound};
 use crate::metrics::Metrics;
-use crate::resume::{History, NotificationId, Since, message_with_id};
+use crate::resume::{History, NotificationId, Since, message_with_id, nothing_lost_since_empty};
 
 struct Parked {
     outgoing: Outgoing,
@@ -29,6 +29,8 @@ struct UserHistory {
     last: NotificationId,
     /// When the last notification was added: the history is forgotten a TTL after it.
     written_ms: u64,
+    /// Whether an entry was ever trimmed (like a Redis Stream's `entries-added` above its length).
+    dropped: bool,
 }
 
 impl UserHistory {
@@ -36,10 +38,12 @@ impl UserHistory {
     fn trim(&mut self, bounds: HistoryBounds, now_ms: u64) {
         while self.entries.len() > bounds.size {
             self.entries.pop_front();
+            self.dropped = true;
         }
         let min_ms = bounds.min_ms(now_ms);
         while self.entries.front().is_some_and(|(id, _)| id.ms < min_ms) {
             self.entries.pop_front();
+            self.dropped = true;
         }
     }
 }
@@ -62,11 +66,15 @@ pub(crate) struct MemoryBackend {
     parking: Parking,
     history: HistoryBounds,
     metrics: Metrics,
+    /// When this backend started keeping histories: positions taken before it (by an earlier
+    /// process) prove nothing.
+    epoch_ms: u64,
 }
 
 impl MemoryBackend {
     pub(crate) fn new(hub: Arc<Hub>, parking: Parking, history: HistoryBounds, metrics: Metrics) -> Self {
-        MemoryBackend { state: Mutex::new(State::default()), hub, parking, history, metrics }
+        let epoch_ms = now_unix_ms();
+        MemoryBackend { state: Mutex::new(State::default()), hub, parking, history, metrics, epoch_ms }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -94,6 +102,7 @@ impl MemoryBackend {
             entries: VecDeque::new(),
             last: id,
             written_ms: now,
+            dropped: false,
         });
         let message = Utf8Bytes::from(message_with_id(&id.to_string(), outgoing.body.as_str()));
         history.last = id;
@@ -104,15 +113,40 @@ impl MemoryBackend {
         Delivery::Published { user: user.to_owned() }
     }
 
+    /// Where `user`'s history stands (see `resume::position_frame`): its newest id, or the position
+    /// of an empty history.
+    pub(crate) fn position(&self, user: &str) -> NotificationId {
+        let now = now_unix_ms();
+        let mut state = self.lock();
+        let newest = state.histories.get_mut(user).and_then(|history| {
+            history.trim(self.history, now);
+            history.entries.back().map(|(id, _)| *id)
+        });
+        newest.unwrap_or_else(|| NotificationId::empty_history(now))
+    }
+
     /// `user`'s kept notifications after `since`.
     pub(crate) fn history(&self, user: &str, since: &Since) -> History {
         let now = now_unix_ms();
         let mut state = self.lock();
-        let Some(history) = state.histories.get_mut(user) else { return History::default() };
+        let empty_since = match since {
+            Since::Id(since) => since.empty_history_taken(),
+            Since::Malformed => None,
+        };
+        let Some(history) = state.histories.get_mut(user) else {
+            let recovered = empty_since.is_some_and(|taken| {
+                nothing_lost_since_empty(taken, Some(self.epoch_ms), now, self.history.ttl_ms(), false)
+            });
+            return History { recovered, entries: Vec::new() };
+        };
         history.trim(self.history, now);
-        let (recovered, after) = match since {
-            Since::Id(since) => (history.entries.iter().any(|(id, _)| id == since), Some(*since)),
-            Since::Malformed => (false, None),
+        let (recovered, after) = match (since, empty_since) {
+            (Since::Id(since), Some(taken)) => (
+                nothing_lost_since_empty(taken, Some(self.epoch_ms), now, self.history.ttl_ms(), history.dropped),
+                Some(*since),
+            ),
+            (Since::Id(since), None) => (history.entries.iter().any(|(id, _)| id == since), Some(*since)),
+            (Since::Malformed, _) => (false, None),
         };
         let entries = history
             .entries
@@ -248,6 +282,34 @@ mod tests {
         assert!(!unknown.recovered, "never issued");
         assert_eq!(unknown.entries.len(), 4, "everything newer is still sent");
         assert_eq!(memory.history("nobody", &since), History::default());
+    }
+
+    #[test]
+    fn a_position_is_the_newest_id_or_an_empty_historys_and_resuming_from_it_proves_what_it_can() {
+        let memory = with_history(HistoryBounds { size: 3, ttl_seconds: 60 });
+        let empty = memory.position("a");
+        assert!(empty.empty_history_taken().is_some_and(|taken| taken >= memory.epoch_ms), "{empty}");
+        let since = Since::Id(empty);
+        assert_eq!(memory.history("a", &since), History { recovered: true, entries: Vec::new() }, "nothing yet");
+        let now = now_unix_ms();
+        memory.deliver_to_user("a", &sent_at(1, 60, now - 5_000));
+        memory.deliver_to_user("a", &sent_at(2, 60, now));
+        let after = memory.history("a", &since);
+        assert!(after.recovered, "nothing dropped after the position");
+        assert_eq!(ids(&after), [format!("{}-0", now - 5_000), format!("{now}-0")]);
+        assert_eq!(memory.position("a").to_string(), format!("{now}-0"), "the newest id");
+        memory.deliver_to_user("a", &sent_at(3, 60, now));
+        memory.deliver_to_user("a", &sent_at(4, 60, now));
+        let trimmed = memory.history("a", &since);
+        assert!(!trimmed.recovered, "one was trimmed after the position");
+        assert_eq!(trimmed.entries.len(), 3);
+
+        let before_start = Since::Id(NotificationId::empty_history(memory.epoch_ms - 1));
+        assert!(!memory.history("b", &before_start).recovered, "taken before this backend kept histories");
+        let too_old = Since::Id(NotificationId::empty_history(now - 60_000));
+        assert!(!memory.history("b", &too_old).recovered, "a whole history may have been forgotten since");
+        memory.deliver_to_user("c", &sent_at(5, 60, now - 120_000));
+        assert!(memory.position("c").empty_history_taken().is_some(), "an entry past the TTL is no position");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 
-use crate::resume::{History, Since};
+use crate::resume::{History, NotificationId, Since};
 
 mod memory;
 mod redis;
@@ -71,7 +71,12 @@ pub(crate) struct HistoryBounds {
 impl HistoryBounds {
     /// The oldest `ms` a kept notification may have at `now_ms`.
     pub(crate) fn min_ms(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.ttl_seconds.saturating_mul(1000))
+        now_ms.saturating_sub(self.ttl_ms())
+    }
+
+    /// The history TTL in milliseconds.
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        self.ttl_seconds.saturating_mul(1000)
     }
 }
 
@@ -163,6 +168,14 @@ impl Backend {
         match self {
             Backend::Memory(memory) => Ok(memory.history(user, since)),
             Backend::Redis(redis) => redis.history(user, since).await,
+        }
+    }
+
+    /// Where `user`'s history stands now (see `resume::position_frame`).
+    pub(crate) async fn position(&self, user: &str) -> Result<NotificationId, Unavailable> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.position(user)),
+            Backend::Redis(redis) => redis.position(user).await,
         }
     }
 

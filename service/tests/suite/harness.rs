@@ -307,9 +307,13 @@ pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// A WebSocket client.
+/// A WebSocket client. The `position` frame herald sends first on a socket opened without `since`
+/// is kept aside ([`Client::position`]), never returned by [`Client::receive`].
 pub(crate) struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    position: Option<String>,
+    /// Whether a text frame other than `position` came.
+    other_text: bool,
 }
 
 /// What a client saw next.
@@ -324,15 +328,47 @@ impl Client {
         request: impl IntoClientRequest + Unpin,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Client { socket })
+        Ok(Client { socket, position: None, other_text: false })
     }
 
-    /// The next text frame or close, skipping pings and pongs; fails after [`DEADLINE`].
+    /// The `since` of the `position` frame, which must be the socket's first text frame.
+    pub(crate) async fn position(&mut self) -> String {
+        while self.position.is_none() {
+            assert!(!self.other_text, "a text frame came before the position frame");
+            if let Received::Closed(code, reason) = self.receive_any().await {
+                panic!("closed with {code} {reason} while waiting for the position frame");
+            }
+        }
+        self.position.clone().unwrap()
+    }
+
+    /// The next text frame other than `position`, or the close, skipping pings and pongs; fails
+    /// after [`DEADLINE`].
     pub(crate) async fn receive(&mut self) -> Received {
+        loop {
+            let received = self.receive_any().await;
+            if !matches!(&received, Received::Text(value) if value["type"] == "position") {
+                return received;
+            }
+        }
+    }
+
+    /// The next text frame (recording a `position` frame) or close.
+    async fn receive_any(&mut self) -> Received {
         let next = async {
             loop {
                 match self.socket.next().await {
-                    Some(Ok(Message::Text(text))) => return Received::Text(serde_json::from_str(&text).unwrap()),
+                    Some(Ok(Message::Text(text))) => {
+                        let value: Value = serde_json::from_str(&text).unwrap();
+                        if value["type"] == "position" {
+                            assert!(!self.other_text, "the position frame comes first: {value}");
+                            assert!(self.position.is_none(), "one position frame: {value}");
+                            self.position = Some(value["since"].as_str().expect("a position's since").to_owned());
+                        } else {
+                            self.other_text = true;
+                        }
+                        return Received::Text(value);
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         return frame.map_or(Received::Closed(1005, String::new()), |frame| {
                             Received::Closed(u16::from(frame.code), frame.reason.to_string())

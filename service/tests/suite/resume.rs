@@ -170,12 +170,19 @@ async fn a_since_trimmed_from_the_history_is_not_recovered() {
     let producer = Producer::new(&infra);
     let teacher = scope.user("teacher");
     let mut tab = connect(&herald, &teacher, None).await;
+    let empty = tab.position().await;
     ping(&mut tab).await;
     produce(&producer, &scope, &teacher, "seen", 1).await;
     let last = tab.notification().await;
     tab.close().await;
     let missed = produce(&producer, &scope, &teacher, "missed", 20).await;
     wait_published(&[&herald], 21.0).await;
+
+    let mut tab = connect(&herald, &teacher, Some(&empty)).await;
+    let (recovered, replayed) = resumed(&mut tab).await;
+    assert!(!recovered, "11 were trimmed after the position of the empty history, {empty}");
+    assert_exactly("the kept ones, after an empty history's position", &replayed, &missed[10..]);
+    tab.close().await;
 
     let mut tab = connect(&herald, &teacher, Some(last["id"].as_str().unwrap())).await;
     let (recovered, replayed) = resumed(&mut tab).await;
@@ -221,8 +228,8 @@ impl Drop for OwnRedis {
     }
 }
 
-/// History lost (Redis flushed, as a restart without persistence would): `recovered: false`, and
-/// live notifications flow again.
+/// History lost (Redis flushed, as a restart without persistence would): `recovered: false`, also
+/// from the position of an empty history, and live notifications flow again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_lost_with_redis_is_not_recovered() {
     let redis = OwnRedis::start().await;
@@ -232,6 +239,7 @@ async fn a_history_lost_with_redis_is_not_recovered() {
     let producer = Producer::new(&infra);
     let teacher = scope.user("teacher");
     let mut tab = connect(&herald, &teacher, None).await;
+    let empty = tab.position().await;
     ping(&mut tab).await;
     produce(&producer, &scope, &teacher, "seen", 1).await;
     let last = tab.notification().await;
@@ -242,6 +250,12 @@ async fn a_history_lost_with_redis_is_not_recovered() {
         redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let () = redis::cmd("FLUSHALL").query_async(&mut connection).await.unwrap();
 
+    let mut tab = connect(&herald, &teacher, Some(&empty)).await;
+    let (recovered, replayed) = resumed(&mut tab).await;
+    assert!(!recovered, "the history is gone, and the position {empty} was taken before");
+    assert!(replayed.is_empty(), "{replayed:?}");
+    tab.close().await;
+
     let mut tab = connect(&herald, &teacher, Some(last["id"].as_str().unwrap())).await;
     let (recovered, replayed) = resumed(&mut tab).await;
     assert!(!recovered, "the history is gone");
@@ -249,6 +263,86 @@ async fn a_history_lost_with_redis_is_not_recovered() {
     let live = produce(&producer, &scope, &teacher, "live", 1).await;
     let message = tab.notification().await;
     assert_exactly("live after a lost history", std::slice::from_ref(&message), &live);
+}
+
+/// Where notifications for the position tests come from: Kafka, or `POST /v1/events`.
+enum Source<'a> {
+    Kafka(&'a Infra, &'a Scope),
+    Http,
+}
+
+impl Source<'_> {
+    /// Publishes `count` class_created events for `user` through `herald`, in order, and waits
+    /// until herald published them all (`total` since it started).
+    async fn publish(&self, herald: &Herald, user: &str, label: &str, count: usize, total: f64) -> Vec<Value> {
+        match self {
+            Source::Kafka(infra, scope) => {
+                let events = produce(&Producer::new(infra), scope, user, label, count).await;
+                wait_published(&[herald], total).await;
+                events
+            }
+            Source::Http => {
+                let events: Vec<Value> =
+                    (0..count).map(|index| class_created(user, &format!("class-{label}-{index}"))).collect();
+                for event in &events {
+                    post(herald, event).await;
+                }
+                events
+            }
+        }
+    }
+}
+
+/// A tab that processed nothing before its socket ended resumes from the `position` frame: first
+/// from the position of the user's empty history, then from the newest id. Each time it gets
+/// exactly what was published while it was away, `recovered: true`, then live ones.
+async fn a_tab_that_processed_nothing_resumes_from_its_position(herald: &Herald, user: &str, source: Source<'_>) {
+    let mut tab = connect(herald, user, None).await;
+    let empty = tab.position().await;
+    assert!(empty.starts_with("0-"), "a user with no history yet: {empty}");
+    ping(&mut tab).await;
+    tab.close().await;
+    let away = source.publish(herald, user, "away", 3, 3.0).await;
+
+    let mut tab = connect(herald, user, Some(&empty)).await;
+    let (recovered, replayed) = resumed(&mut tab).await;
+    assert!(recovered, "nothing was dropped after the empty history's position {empty}");
+    assert_exactly("replayed after the empty history's position", &replayed, &away);
+    tab.close().await;
+
+    let mut tab = connect(herald, user, None).await;
+    let newest = tab.position().await;
+    assert_eq!(newest, replayed.last().unwrap()["id"].as_str().unwrap(), "the position is the newest id");
+    ping(&mut tab).await;
+    tab.close().await;
+    let away = source.publish(herald, user, "away-again", 2, 5.0).await;
+
+    let mut tab = connect(herald, user, Some(&newest)).await;
+    let (recovered, replayed) = resumed(&mut tab).await;
+    assert!(recovered, "the newest id {newest} is kept");
+    assert_exactly("replayed after the newest id", &replayed, &away);
+    let live = source.publish(herald, user, "live", 1, 6.0).await;
+    assert_exactly("live after the replay", &[tab.notification().await], &live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_that_processed_nothing_resumes_from_its_position_in_redis() {
+    let infra = infra();
+    let scope = Scope::new("resume-position");
+    let herald = Herald::production(&scope, &infra, &[]).await;
+    a_tab_that_processed_nothing_resumes_from_its_position(
+        &herald,
+        &scope.user("teacher"),
+        Source::Kafka(&infra, &scope),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_that_processed_nothing_resumes_from_its_position_in_memory() {
+    let herald = Herald::embedded("resume-position-embedded", &[]).await;
+    let user = Scope::new("resume-position-embedded").user("teacher");
+    a_tab_that_processed_nothing_resumes_from_its_position(&herald, &user, Source::Http).await;
 }
 
 /// POSTs `event` to an embedded herald and expects it published.
@@ -277,9 +371,11 @@ async fn embedded_mode_resumes_too() {
     assert_exactly("replayed in embedded mode", &replayed, &missed);
     let live = class_created(&teacher, "class-live");
     post(&herald, &live).await;
-    assert_exactly("live", &[tab.notification().await], &[live]);
-    // No `since`: live only, no resumed frame.
+    let message = tab.notification().await;
+    assert_exactly("live", std::slice::from_ref(&message), &[live]);
+    // No `since`: the position (the newest id), then live only, no resumed frame.
     let mut plain = connect(&herald, &teacher, None).await;
+    assert_eq!(plain.position().await, message["id"].as_str().unwrap());
     ping(&mut plain).await;
 }
 

@@ -2,8 +2,8 @@
  * A reconnecting, typed client for herald's WebSocket: `connect({ url, token })`.
  *
  * It keeps one socket open to `/ws`, refreshes the token, reconnects with exponential backoff and
- * full jitter, resumes from the last processed notification (`?since=<id>`) where the server
- * supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
+ * full jitter, resumes from the last processed notification (`?since=<id>`; before the first, from
+ * the `position` herald sends on a socket opened without one) where the server supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
  * exposes notifications and the connection state as Svelte-compatible stores. No dependencies: it
  * uses the global `WebSocket` (browsers, Node ≥ 22) or the constructor passed as `WebSocket`.
  *
@@ -240,6 +240,12 @@ class Client {
         const frame = readServerFrame(text);
         if (frame === undefined)
             return;
+        if (frame.type === "position") {
+            // Where this socket starts: the id to resume from until a notification is processed.
+            if (this.#lastId === undefined)
+                this.#lastId = frame.since;
+            return;
+        }
         if (frame.type === "resumed") {
             this.#resumeSupported = true;
             if (!frame.recovered) {
@@ -433,7 +439,8 @@ class Client {
     }
 }
 /**
- * Reads one text frame from herald: a `resumed` answer, a notification this package knows, or
+ * Reads one text frame from herald: the `position` a socket opened without `since` starts at, a
+ * `resumed` answer, a notification this package knows, or
  * `undefined` for anything else (a pong, invalid JSON, a notification name added on the server after
  * this package was built). Never throws. A `resumed` frame without a boolean `recovered` counts as
  * not recovered: the client cannot prove nothing was missed.
@@ -449,6 +456,10 @@ export function readServerFrame(text) {
     if (typeof value !== "object" || value === null || Array.isArray(value))
         return undefined;
     const frame = value;
+    if (frame["type"] === "position") {
+        const since = frame["since"];
+        return typeof since === "string" ? { type: "position", since } : undefined;
+    }
     if (frame["type"] === "resumed") {
         const missed = frame["missed"];
         return {

@@ -91,6 +91,13 @@ impl Keys {
         format!("{}{{{}}}:history:{user}", self.prefix, Self::user_tag(user))
     }
 
+    /// When the user's shard started keeping histories (Unix ms, set by the first position read
+    /// there, never expiring): a Redis that lost its data starts it again, so positions of empty
+    /// histories taken before prove nothing (see `resume::nothing_lost_since_empty`).
+    pub(crate) fn history_epoch(&self, user: &str) -> String {
+        format!("{}{{{}}}:history-epoch", self.prefix, Self::user_tag(user))
+    }
+
     /// How many parts the dedupe hashes of a time bucket have (decided once per bucket).
     pub(crate) fn dedupe_parts(&self, ttl_seconds: u64, bucket: u64) -> String {
         format!("{}dedupe-parts:{ttl_seconds}:{bucket}", self.prefix)

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `{prefix}{u<shard>}:dedupe:{ttl}:{bucket}:{part}` | hash | 16-byte digests of notifications published to the shard's users (see `dedupe`; the key expires a TTL after its bucket ends) |
 //! | `{prefix}{u<shard>}:history:<user>` | stream | the user's last notifications (`--history-size`, none older than `--history-ttl-seconds`); entry ids are the notifications' ids, field `m` the message without its opening `{"id":"<id>",` (the key expires a history TTL after its last notification) |
+//! | `{prefix}{u<shard>}:history-epoch` | string | when the shard started keeping histories (Unix ms, no TTL; see `keys::Keys::history_epoch`) |
 //! | `{prefix}dedupe-parts:{ttl}:{bucket}` | string | how many parts that bucket's hashes have (set once) |
 //! | `{prefix}dedupe-count:{ttl}:{bucket}` | string | about how many notifications that bucket remembers |
 //! | `{prefix}{b:<batch>}:owner` | string | the batch owner's user id (TTL `--owner-ttl-seconds`) |
@@ -69,7 +70,7 @@ use super::{DedupeDigest, Delivery, HistoryBounds, Outgoing, Parking, Unavailabl
 use crate::health::Health;
 use crate::hub::{Hub, SubscriptionChange};
 use crate::metrics::Metrics;
-use crate::resume::{History, NotificationId, Since, message_with_id};
+use crate::resume::{History, NotificationId, Since, message_with_id, nothing_lost_since_empty};
 
 /// How herald reaches Redis: one node, or a cluster.
 #[derive(Debug, Clone)]
@@ -200,6 +201,8 @@ pub(crate) struct RedisBackend {
     release: Script,
     expire_batch: Script,
     index_update: Script,
+    position: Script,
+    history_since_empty: Script,
 }
 
 /// One parked notification, as stored in the batch's list. It has no id yet: the id is assigned
@@ -223,6 +226,11 @@ impl ParkedEntry {
         let Some(rest) = self.message.strip_prefix(crate::resume::MESSAGE_START) else { return &self.message };
         rest.split_once("\",").map_or(&self.message, |(_, body)| body)
     }
+}
+
+/// Redis's `TIME` in Unix milliseconds.
+fn redis_time_ms(seconds: u64, micros: u64) -> u64 {
+    seconds.saturating_mul(1000).saturating_add(micros / 1000)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -287,6 +295,8 @@ impl RedisBackend {
             release: Script::new(scripts::RELEASE),
             expire_batch: Script::new(scripts::EXPIRE_BATCH),
             index_update: Script::new(scripts::INDEX_UPDATE),
+            position: Script::new(scripts::POSITION),
+            history_since_empty: Script::new(scripts::HISTORY_SINCE_EMPTY),
         });
         Ok((backend, subscriber))
     }
@@ -378,16 +388,55 @@ impl RedisBackend {
         Ok(if id.is_some() { Delivery::Published { user: user.to_owned() } } else { Delivery::Duplicate })
     }
 
+    /// Where `user`'s history stands (see `resume::position_frame`): its newest id, or the position
+    /// of an empty history at Redis's time. Starts the shard's history epoch if it has none.
+    pub(crate) async fn position(&self, user: &str) -> Result<NotificationId, Unavailable> {
+        let mut invocation = self.position.prepare_invoke();
+        invocation.key(self.keys.history(user)).key(self.keys.history_epoch(user));
+        let (newest, seconds, micros): (Option<String>, u64, u64) = self.invoke(&invocation).await?;
+        let now_ms = redis_time_ms(seconds, micros);
+        let min_ms = self.history.min_ms(now_ms);
+        Ok(match newest.as_deref().and_then(NotificationId::parse) {
+            // An entry past the TTL is trimmed at the next publish: it is no position.
+            Some(newest) if newest.ms >= min_ms => newest,
+            _ => NotificationId::empty_history(now_ms),
+        })
+    }
+
     /// `user`'s kept notifications after `since`: one `XRANGE` from `since` (inclusive), so whether
-    /// `since` is still kept and what follows it are read at one instant.
+    /// `since` is still kept and what follows it are read at one instant. From the position of an
+    /// empty history, one script reads the whole history with what proves nothing was dropped.
     pub(crate) async fn history(&self, user: &str, since: &Since) -> Result<History, Unavailable> {
         let start = match since {
+            Since::Id(id) if let Some(taken_ms) = id.empty_history_taken() => {
+                return self.history_since_empty(user, taken_ms).await;
+            }
             Since::Id(id) => id.to_string(),
             Since::Malformed => "-".to_owned(),
         };
         let entries: Vec<(String, Vec<String>)> =
             self.query(redis::cmd("XRANGE").arg(self.keys.history(user)).arg(start).arg("+")).await?;
-        let min_ms = self.history.min_ms(now_unix_ms());
+        Ok(self.kept(user, since, entries, now_unix_ms()))
+    }
+
+    /// The history after the position of an empty history taken at `taken_ms`.
+    async fn history_since_empty(&self, user: &str, taken_ms: u64) -> Result<History, Unavailable> {
+        let mut invocation = self.history_since_empty.prepare_invoke();
+        invocation.key(self.keys.history(user)).key(self.keys.history_epoch(user));
+        type Read = (Option<u64>, u64, u64, u64, u64, Vec<(String, Vec<String>)>);
+        let (epoch_ms, seconds, micros, added, length, entries): Read = self.invoke(&invocation).await?;
+        let now_ms = redis_time_ms(seconds, micros);
+        let all = entries.len();
+        let mut history = self.kept(user, &Since::Malformed, entries, now_ms);
+        let dropped = added != length || history.entries.len() != all;
+        history.recovered = nothing_lost_since_empty(taken_ms, epoch_ms, now_ms, self.history.ttl_ms(), dropped);
+        Ok(history)
+    }
+
+    /// The entries of a history read after `since` that are still kept at `now_ms`, and whether
+    /// `since` itself was among them.
+    fn kept(&self, user: &str, since: &Since, entries: Vec<(String, Vec<String>)>, now_ms: u64) -> History {
+        let min_ms = self.history.min_ms(now_ms);
         let mut history = History::default();
         for (raw_id, fields) in entries {
             let Some(id) = NotificationId::parse(&raw_id) else { continue };
@@ -408,7 +457,7 @@ impl RedisBackend {
             };
             history.entries.push((id, message_with_id(&raw_id, body)));
         }
-        Ok(history)
+        history
     }
 
     pub(crate) async fn deliver_to_batch_owner(
@@ -851,6 +900,44 @@ mod tests {
 
     fn ids(history: &History) -> Vec<String> {
         history.entries.iter().map(|(id, _)| id.to_string()).collect()
+    }
+
+    /// A position is the newest kept id or the position of an empty history at Redis's time;
+    /// resuming from an empty history's position is recovered only while nothing was dropped and
+    /// the shard's history epoch is older, as in the memory backend.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_position_is_the_newest_id_or_an_empty_historys_and_resuming_from_it_proves_what_it_can() {
+        let redis = OwnRedis::start().await;
+        let backend = with_history(&redis, HistoryBounds { size: 3, ttl_seconds: 60 }).await;
+        let before = now_unix_ms();
+        let empty = backend.position("a").await.unwrap();
+        let taken = empty.empty_history_taken().unwrap_or_else(|| panic!("{empty} is an empty history's position"));
+        assert!(taken.abs_diff(before) < 5_000, "Redis's clock: {taken} against {before}");
+        let since = Since::Id(empty);
+        let nothing = backend.history("a", &since).await.unwrap();
+        assert_eq!(nothing, History { recovered: true, entries: Vec::new() }, "nothing published yet");
+        let now = now_unix_ms();
+        backend.publish_once("a", &digest(1), 60, "\"n\":1}", now - 5_000).await.unwrap();
+        backend.publish_once("a", &digest(2), 60, "\"n\":2}", now).await.unwrap();
+        let after = backend.history("a", &since).await.unwrap();
+        assert!(after.recovered, "nothing dropped after the position");
+        assert_eq!(ids(&after), [format!("{}-0", now - 5_000), format!("{now}-0")]);
+        assert_eq!(backend.position("a").await.unwrap().to_string(), format!("{now}-0"), "the newest id");
+        backend.publish_once("a", &digest(3), 60, "}", now).await.unwrap();
+        backend.publish_once("a", &digest(4), 60, "}", now).await.unwrap();
+        let trimmed = backend.history("a", &since).await.unwrap();
+        assert!(!trimmed.recovered, "one was trimmed after the position");
+        assert_eq!(trimmed.entries.len(), 3);
+
+        let too_old = Since::Id(NotificationId::empty_history(taken - 60_000));
+        assert!(!backend.history("b", &too_old).await.unwrap().recovered, "a whole history may have expired since");
+        let mut connection = redis.connection().await;
+        let () = redis::cmd("FLUSHALL").query_async(&mut connection).await.unwrap();
+        assert!(!backend.history("b", &since).await.unwrap().recovered, "the data was lost: no epoch");
+        let later = backend.position("b").await.unwrap();
+        assert!(later.empty_history_taken().is_some());
+        assert!(!backend.history("b", &since).await.unwrap().recovered, "taken before the epoch started again");
+        assert!(backend.history("b", &Since::Id(later)).await.unwrap().recovered);
     }
 
     /// The stream assigns ids by the same rule as the memory backend, keeps the same bounds, and

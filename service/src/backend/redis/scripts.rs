@@ -85,6 +85,41 @@ end
 return ids
 "#;
 
+/// Reads where a user's history stands, for the `position` frame, and starts the shard's history
+/// epoch if it has none. KEYS: the user's history stream, the shard's history epoch.
+/// Returns {newest entry id or nil, Redis's TIME (seconds, microseconds)}.
+pub(super) const POSITION: &str = r"
+local now = redis.call('TIME')
+redis.call('SET', KEYS[2], now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)), 'NX')
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = false
+if #newest > 0 then
+  id = newest[1][1]
+end
+return {id, now[1], now[2]}
+";
+
+/// Reads a user's whole history with what proves nothing was dropped from it since the position
+/// of an empty history (see `resume::nothing_lost_since_empty`). KEYS: the user's history stream,
+/// the shard's history epoch. Returns {epoch or nil, TIME seconds, TIME microseconds, entries
+/// added to the stream, its length, its entries}.
+pub(super) const HISTORY_SINCE_EMPTY: &str = r"
+local now = redis.call('TIME')
+local epoch = redis.call('GET', KEYS[2])
+local added, length = 0, 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then
+      added = info[i + 1]
+    elseif info[i] == 'length' then
+      length = info[i + 1]
+    end
+  end
+end
+return {epoch, now[1], now[2], added, length, redis.call('XRANGE', KEYS[1], '-', '+')}
+";
+
 /// Returns the batch owner if known; else parks the notification (unless a copy is parked).
 /// KEYS: owner, parked list, parked digests. ARGV: digest (hex), entry (JSON), max per batch,
 /// keys' TTL (s). Returns {status, owner, overflow, created}: status 1 owner known, 2 a copy is
