@@ -168,6 +168,10 @@ fn ws_channel(model: &Model) -> Value {
                             "allOf": [{ "$ref": format!("#/components/schemas/{ID_SCHEMA}") }],
                             "description": "The id of the last notification the client processed: herald answers with a `resumed` frame, then what the client missed.",
                         },
+                        protocol::POSITION_PARAMETER: {
+                            "type": "string",
+                            "description": "Present (`position=1`) on a connection without `since`: herald first sends a `position` frame, the `since` to reconnect with if the client processes no notification on this socket.",
+                        },
                     },
                 },
                 "headers": {
@@ -189,10 +193,11 @@ fn ws_channel(model: &Model) -> Value {
 
 fn ws_description() -> String {
     let mut text = format!(
-        "What browsers receive and send. Connect to `{path}` with a JWT (`Authorization: Bearer <jwt>`, `Sec-WebSocket-Protocol: bearer, <jwt>` or `?{token}=<jwt>`); its `sub` is the user whose notifications arrive. Each notification is one text frame. Notification ids: {id}\n\nTo resume after a disconnect, reconnect with `?{since}=<last id>` or send `{{\"type\":\"resume\",\"since\":\"<id>\"}}` as the first frame.\n\nClose codes (the reason is JSON `{{\"error_code\": ..., \"message\": ...}}`; also listed under `x-close-codes`):\n\n| code | error_code | when |\n|---|---|---|\n",
+        "What browsers receive and send. Connect to `{path}` with a JWT (`Authorization: Bearer <jwt>`, `Sec-WebSocket-Protocol: bearer, <jwt>` or `?{token}=<jwt>`); its `sub` is the user whose notifications arrive. Each notification is one text frame. Notification ids: {id}\n\nTo resume after a disconnect, reconnect with `?{since}=<last id>` or send `{{\"type\":\"resume\",\"since\":\"<id>\"}}` as the first frame. A client that opens with `?{position}=1` instead of `since` is first sent a `position` frame: the `since` to reconnect with until it processes a notification.\n\nClose codes (the reason is JSON `{{\"error_code\": ..., \"message\": ...}}`; also listed under `x-close-codes`):\n\n| code | error_code | when |\n|---|---|---|\n",
         path = protocol::WS_PATH,
         token = protocol::TOKEN_PARAMETER,
         since = protocol::SINCE_PARAMETER,
+        position = protocol::POSITION_PARAMETER,
         id = protocol::NOTIFICATION_ID_DESCRIPTION,
     );
     for close in protocol::CLOSE_CODES {

@@ -144,10 +144,13 @@ fn websocket(out: &mut String) {
         "<p>Connect to <code>{path}</code> with a JWT: <code>Authorization: Bearer &lt;jwt&gt;</code>, the subprotocol \
          <code>bearer, &lt;jwt&gt;</code>, or <code>?{token}=&lt;jwt&gt;</code>. Its <code>sub</code> is the user whose \
          notifications arrive, one per text frame. To resume after a disconnect, reconnect with \
-         <code>?{since}=&lt;last id&gt;</code> or send a <code>resume</code> frame first.</p>",
+         <code>?{since}=&lt;last id&gt;</code> or send a <code>resume</code> frame first; open with \
+         <code>?{position}=1</code> instead to be sent a <code>position</code> frame first, the <code>since</code> to \
+         reconnect with until a notification is processed.</p>",
         path = protocol::WS_PATH,
         token = protocol::TOKEN_PARAMETER,
         since = protocol::SINCE_PARAMETER,
+        position = protocol::POSITION_PARAMETER,
     );
     let _ = writeln!(out, "<p>Notification ids: {}</p>", prose(protocol::NOTIFICATION_ID_DESCRIPTION));
     for (title, frames) in [("Client frames", protocol::CLIENT_FRAMES), ("Server frames", protocol::SERVER_FRAMES)] {

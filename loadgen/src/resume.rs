@@ -1,7 +1,7 @@
 //! The resuming client's side of herald's history contract, shared by both drivers.
 //!
 //! A client remembers the id of the last notification it processed (or, before it processed any,
-//! the `position` herald sends first on a socket opened without `since`) and reconnects with
+//! the `position` herald sends first on a socket opened with `?position=1`) and reconnects with
 //! `/ws?since=<id>`. herald answers with one `{"type":"resumed","recovered":…,"missed":N}` frame,
 //! then the N missed notifications in order, then live ones. Ids are `"<ms>-<seq>"` and strictly
 //! increase per user in delivery order; a client treats them as opaque except to send the last one
@@ -62,9 +62,11 @@ impl Resumes {
     }
 }
 
-/// `url` with `since=<id>` added to its query when there is an id to resume from.
+/// `url` with `since=<id>` added to its query when there is an id to resume from, else with
+/// `position=1`, so that herald says where the socket starts.
 pub fn resume_url(url: &str, since: Option<&str>) -> String {
-    let Some(since) = since else { return url.to_owned() };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let Some(since) = since else { return format!("{url}{separator}position=1") };
     // herald's ids are digits and one '-', which need no escaping; escape anything else a server
     // might have sent, so that an odd id cannot break the query.
     let escaped: String = since
@@ -74,7 +76,6 @@ pub fn resume_url(url: &str, since: Option<&str>) -> String {
             other => format!("%{other:02X}"),
         })
         .collect();
-    let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}since={escaped}")
 }
 
@@ -290,7 +291,8 @@ mod tests {
 
     #[test]
     fn since_goes_into_the_query_escaped() {
-        assert_eq!(resume_url("ws://h/ws", None), "ws://h/ws");
+        assert_eq!(resume_url("ws://h/ws", None), "ws://h/ws?position=1");
+        assert_eq!(resume_url("ws://h/ws?a=1", None), "ws://h/ws?a=1&position=1");
         assert_eq!(resume_url("ws://h/ws", Some("1764597600123-0")), "ws://h/ws?since=1764597600123-0");
         assert_eq!(resume_url("ws://h/ws?a=1", Some("1-2")), "ws://h/ws?a=1&since=1-2");
         assert_eq!(resume_url("ws://h/ws", Some("a b&c")), "ws://h/ws?since=a%20b%26c");

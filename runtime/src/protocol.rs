@@ -11,6 +11,10 @@ pub const WS_PATH: &str = "/ws";
 /// The query parameter carrying the last notification id a reconnecting client processed.
 pub const SINCE_PARAMETER: &str = "since";
 
+/// The query parameter with which a client opening a socket without `since` asks to be told where
+/// the socket starts (the `position` frame); any value counts, `position=1` by convention.
+pub const POSITION_PARAMETER: &str = "position";
+
 /// The query parameter that may carry the JWT (the other transports are `Authorization: Bearer` and
 /// `Sec-WebSocket-Protocol: bearer, <token>`).
 pub const TOKEN_PARAMETER: &str = "token";
@@ -52,14 +56,14 @@ pub const SERVER_FRAMES: &[Frame] = &[
         kind: "position",
         example: r#"{"type":"position","since":"1764597600123-0"}"#,
         answered_by: None,
-        meaning: "The first frame of a connection opened without `since`: where the user's history stood just before the socket started receiving. Every notification published after it reaches this socket live (a live copy of an older one is not written). A client that has processed no notification when the connection ends reconnects with this value as `since`, and so gets what was published while it was away, or `recovered: false` when herald cannot prove nothing was lost. Opaque like an id: it has the id's shape but may name no notification (`0-<ms>` stands for a history that was empty at that time). Not sent when the history cannot be read within 2 s (Redis unreachable).",
+        meaning: "The first frame of a connection opened with `?position=1` and without `since` (a connection without either gets live notifications only): where the user's history stood just before the socket started receiving. Every notification published after it reaches this socket live (a live copy of an older one is not written). A client that has processed no notification when the connection ends reconnects with this value as `since`, and so gets what was published while it was away, or `recovered: false` when herald cannot prove nothing was lost. Opaque like an id: it has the id's shape but may name no notification (`0-<ms>` stands for a history that was empty at that time). Not sent when the history cannot be read within 2 s (Redis unreachable).",
     },
     Frame { kind: "pong", example: r#"{"type":"pong"}"#, answered_by: None, meaning: "The answer to a client `ping`." },
     Frame {
         kind: "resumed",
         example: r#"{"type":"resumed","recovered":true,"missed":2}"#,
         answered_by: None,
-        meaning: "The answer to `since` (query parameter or `resume` frame), sent once before the `missed` notifications. `recovered` is true only when herald can prove nothing after `since` was lost: `since` is still in the user's kept history, or is a `position` taken when the history was empty and nothing has been dropped from it since; false when it is older than the history kept (`--history-size`, `--history-ttl`), unknown or malformed, or the history was lost: the client should then resynchronise from its source of truth. A connection without `since` gets a `position` frame instead; any connection may get an unprompted `resumed` frame with `recovered: false`, followed by its `missed` notifications after herald's own Redis subscription was interrupted and it cannot prove nothing was lost.",
+        meaning: "The answer to `since` (query parameter or `resume` frame), sent once before the `missed` notifications. `recovered` is true only when herald can prove nothing after `since` was lost: `since` is still in the user's kept history, or is a `position` taken when the history was empty and nothing has been dropped from it since; false when it is older than the history kept (`--history-size`, `--history-ttl`), unknown or malformed, or the history was lost: the client should then resynchronise from its source of truth. A connection without `since` gets no `resumed` frame in answer; any connection may get an unprompted `resumed` frame with `recovered: false`, followed by its `missed` notifications after herald's own Redis subscription was interrupted and it cannot prove nothing was lost.",
     },
     Frame {
         kind: "auth",

@@ -17,8 +17,8 @@
 //! history is read, so a notification published meanwhile is both in the history and in the live
 //! queue; step 3 drops the live copy.
 //!
-//! A socket opened without `since` is sent its [`position_frame`] first, so that a client which
-//! processes nothing before the socket ends still has something to resume from.
+//! A socket opened with `?position=1` and without `since` is sent its [`position_frame`] first, so
+//! that a client which processes nothing before the socket ends still has something to resume from.
 
 use std::fmt;
 
@@ -72,7 +72,8 @@ impl fmt::Display for NotificationId {
 }
 
 /// Where a connection opened without `since` starts, told to the client first as
-/// `{"type":"position","since":"<id>"}` so that a client which processed nothing can still resume.
+/// `{"type":"position","since":"<id>"}` when it asked (`?position=1`), so that a client which
+/// processed nothing can still resume.
 ///
 /// It is read before the socket is registered, so every notification published after it reaches
 /// the socket live, and the socket's [`Resume`] starts from it, so a live copy of an older one is
@@ -144,6 +145,14 @@ impl Since {
         form_urlencoded::parse(query?.as_bytes())
             .find_map(|(name, value)| (name == "since").then(|| Since::parse(&value)))
     }
+}
+
+/// Whether the query of a WebSocket upgrade asks for the `position` frame (`?position=1`; any
+/// value counts). Only a connection without `since` gets one.
+pub(crate) fn asks_for_position(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == herald::runtime::protocol::POSITION_PARAMETER)
+    })
 }
 
 /// Whether a client frame is `{"type":"resume","since":…}`; its `since` when it is (a `since`
@@ -299,6 +308,10 @@ mod tests {
         assert_eq!(resume_frame(r#"{"type":"resume"}"#), Some(Since::Malformed));
         assert_eq!(resume_frame(r#"{"type":"ping"}"#), None);
         assert_eq!(resume_frame("not json"), None);
+        assert!(asks_for_position(Some("token=x&position=1")));
+        assert!(asks_for_position(Some("position")));
+        assert!(!asks_for_position(Some("token=x&positions=1")));
+        assert!(!asks_for_position(None));
     }
 
     fn history(recovered: bool, ids: &[NotificationId]) -> History {

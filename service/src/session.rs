@@ -42,7 +42,7 @@ const LONGEST_TIMER: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const SUBJECT_MISMATCH: &str = "TOKEN_SUBJECT_MISMATCH";
 
 /// Admits a socket of `user`: counts it across instances (production mode) and, with
-/// `at_position` (a socket opened without `since`), reads where the user's history stands, both at
+/// `at_position` (a socket opened with `?position=1` and without `since`), reads where the user's history stands, both at
 /// once; then registers it in this instance's hub. The position is read before the socket is
 /// registered, so every notification published after it reaches the socket (see
 /// `resume::position_frame`); it is `None` when the history cannot be read within

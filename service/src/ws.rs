@@ -14,9 +14,10 @@
 //! A token offered as a subprotocol (`Sec-WebSocket-Protocol: bearer, <token>`) is answered with
 //! the protocol `bearer` only: the token is never echoed in a response header.
 //!
-//! Position (see `resume::position_frame`): a connection opened without `since` is first sent
-//! `{"type":"position","since":"<id>"}`, where the user's history stood just before the socket was
-//! registered; a client that processed nothing on it reconnects with that as `since`.
+//! Position (see `resume::position_frame`): a connection opened with `?position=1` and without
+//! `since` is first sent `{"type":"position","since":"<id>"}`, where the user's history stood just
+//! before the socket was registered; a client that processed nothing on it reconnects with that as
+//! `since`. Without either, a connection gets live notifications only.
 //!
 //! Resume (see `resume`): a client that reconnects with the last id it processed, as `?since=<id>`
 //! or as the frame `{"type":"resume","since":"<id>"}` (honoured once per connection), is answered
@@ -70,6 +71,7 @@ pub(crate) async fn upgrade(
     }
     let extracted = auth::extract_token(&headers, uri.query());
     let since = Since::from_query(uri.query());
+    let at_position = since.is_none() && resume::asks_for_position(uri.query());
     // tungstenite reads into a 128 KiB buffer by default, filled on the first read: it would be
     // most of an idle socket's memory (see `READ_BUFFER_BYTES`).
     let mut upgrade = upgrade
@@ -91,7 +93,7 @@ pub(crate) async fn upgrade(
     // user is missed.
     let admission = match verified {
         Err(error) => Admission::Unauthenticated(error),
-        Ok(verified) => match session::admit(&app, &verified.user, since.is_none()).await {
+        Ok(verified) => match session::admit(&app, &verified.user, at_position).await {
             Err(QuotaExceeded) => Admission::OverQuota(verified.user),
             Ok((mut registration, seat, position)) => {
                 if !registration.subscribed(SUBSCRIBE_WAIT).await {

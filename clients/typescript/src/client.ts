@@ -3,7 +3,7 @@
  *
  * It keeps one socket open to `/ws`, refreshes the token, reconnects with exponential backoff and
  * full jitter, resumes from the last processed notification (`?since=<id>`; before the first, from
- * the `position` herald sends on a socket opened without one) where the server supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
+ * the `position` herald sends on a socket opened with `?position=1`) where the server supports it, drops repeated notifications by id, notices dead connections with a heartbeat, and
  * exposes notifications and the connection state as Svelte-compatible stores. No dependencies: it
  * uses the global `WebSocket` (browsers, Node ≥ 22) or the constructor passed as `WebSocket`.
  *
@@ -331,8 +331,14 @@ class Client implements HeraldClient {
     const url = new URL(this.#options.url);
     url.searchParams.set("token", token);
     const since = this.#lastId;
-    if (since !== undefined) url.searchParams.set("since", since);
-    else url.searchParams.delete("since");
+    if (since !== undefined) {
+      url.searchParams.set("since", since);
+      url.searchParams.delete("position");
+    } else {
+      // herald answers with where the socket starts: the id to resume from until one is processed.
+      url.searchParams.set("position", "1");
+      url.searchParams.delete("since");
+    }
     let socket: WebSocketLike;
     try {
       socket = new this.#WebSocket(url.toString());

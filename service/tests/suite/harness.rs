@@ -307,8 +307,8 @@ pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// A WebSocket client. The `position` frame herald sends first on a socket opened without `since`
-/// is kept aside ([`Client::position`]), never returned by [`Client::receive`].
+/// A WebSocket client. The `position` frame herald sends first on a socket opened with
+/// `?position=1` is kept aside ([`Client::position`]), never returned by [`Client::receive`].
 pub(crate) struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     position: Option<String>,
@@ -354,7 +354,7 @@ impl Client {
     }
 
     /// The next text frame (recording a `position` frame) or close.
-    async fn receive_any(&mut self) -> Received {
+    pub(crate) async fn receive_any(&mut self) -> Received {
         let next = async {
             loop {
                 match self.socket.next().await {

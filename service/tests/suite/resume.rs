@@ -19,11 +19,12 @@ fn id_of(message: &Value) -> (u64, u64) {
     (ms.parse().unwrap(), seq.parse().unwrap())
 }
 
-/// Opens `/ws` for `user` with `?since=` when given.
+/// Opens `/ws` for `user` with `?since=` when given, else with `?position=1` (so the socket's
+/// first frame is its position, which `Client::position` reads and `Client::receive` skips).
 async fn connect(herald: &Herald, user: &str, since: Option<&str>) -> Client {
     let query = match since {
         Some(since) => format!("?token={}&since={since}", token(user)),
-        None => format!("?token={}", token(user)),
+        None => format!("?token={}&position=1", token(user)),
     };
     Client::connect(herald.ws_url(&query)).await.unwrap_or_else(|error| panic!("connect {user}: {error}"))
 }
@@ -374,9 +375,17 @@ async fn embedded_mode_resumes_too() {
     let message = tab.notification().await;
     assert_exactly("live", std::slice::from_ref(&message), &[live]);
     // No `since`: the position (the newest id), then live only, no resumed frame.
-    let mut plain = connect(&herald, &teacher, None).await;
-    assert_eq!(plain.position().await, message["id"].as_str().unwrap());
-    ping(&mut plain).await;
+    let mut positioned = connect(&herald, &teacher, None).await;
+    assert_eq!(positioned.position().await, message["id"].as_str().unwrap());
+    ping(&mut positioned).await;
+    // Neither `since` nor `position`: live only, nothing before the pong.
+    let query = format!("?token={}", token(&teacher));
+    let mut plain = Client::connect(herald.ws_url(&query)).await.unwrap();
+    plain.send_text(r#"{"type":"ping"}"#).await;
+    match plain.receive_any().await {
+        Received::Text(value) => assert_eq!(value, json!({ "type": "pong" }), "no position frame unasked"),
+        Received::Closed(code, reason) => panic!("closed with {code} {reason}"),
+    }
 }
 
 /// A burst beyond the send queue closes the socket with 4002; resuming from the last id processed

@@ -432,7 +432,6 @@ async fn the_server_pings_and_drops_clients_that_stay_silent() {
         while pings < 4 {
             match tokio::time::timeout(DEADLINE, listening.next()).await.expect("a server ping") {
                 Some(Ok(Message::Ping(_))) => pings += 1,
-                Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"position""#) => {}
                 other => panic!("the listening client got {other:?} instead of a ping"),
             }
         }
@@ -454,11 +453,7 @@ async fn the_server_pings_and_drops_clients_that_stay_silent() {
     // before it; how long after it depends on the machine's load, so only the lower bound is firm.
     assert!(silent_after >= Duration::from_millis(1900), "the silent client was dropped after {silent_after:?}");
     let transcript = silent.read_to_end().await;
-    let Some((Frame::Text(position), frames)) = transcript.frames.split_first() else {
-        panic!("the position frame first: {transcript:?}")
-    };
-    assert!(position.starts_with(r#"{"type":"position""#), "{transcript:?}");
-    let (last, before) = frames.split_last().expect("frames from the server");
+    let (last, before) = transcript.frames.split_last().expect("frames from the server");
     assert!(before.iter().all(|frame| *frame == Frame::Ping), "{transcript:?}");
     let Frame::Close(1001, reason) = last else { panic!("expected a 1001 close last: {transcript:?}") };
     assert_eq!(error_code("idle", reason), "IDLE_TIMEOUT");
@@ -838,17 +833,11 @@ async fn connected(herald: &Herald, user: &str) -> Client {
 
 type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The next text frame of a tungstenite socket as JSON, skipping control frames and the
-/// `position` frame a socket opened without `since` starts with.
+/// The next text frame of a tungstenite socket as JSON, skipping control frames.
 async fn raw_next_text(socket: &mut RawSocket) -> Value {
     loop {
         match tokio::time::timeout(DEADLINE, socket.next()).await.expect("a message before the deadline") {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] != "position" {
-                    return value;
-                }
-            }
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             other => panic!("expected a text message, got {other:?}"),
         }
